@@ -1,0 +1,11 @@
+"""nis_fast: weight-encoded neural implicit shapes, fast.
+
+A triangle mesh goes in; out comes a 7553-parameter MLP that has overfit the
+mesh's signed distance function (Davies, Nowrouzezahrai & Jacobson, 2020), and
+fast decoders turn it back into distances, meshes and images.
+"""
+from ._backend import backend_info
+from .mesh import Mesh, MeshError, load_mesh
+
+__version__ = "0.1.0"
+__all__ = ["backend_info", "load_mesh", "Mesh", "MeshError", "__version__"]

@@ -1,0 +1,103 @@
+"""The one backend layer: loads the native module, says what runs here, and
+turns numpy arrays / torch tensors into the raw pointers the native ops take.
+
+Dispatch happens here, once: public functions call `device_of`, then pick the
+CUDA, Triton or CPU path; nothing below this layer looks at array types again.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from . import _C
+
+native = _C
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_status() -> dict:
+    """Native CUDA status: built or not, usable or not and why (cached: devices do not change)."""
+    return dict(_C.cuda_status())
+
+
+def cuda_available() -> bool:
+    """True when both the native CUDA backend and torch can use a GPU."""
+    if not cuda_status()["available"]:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def triton_info() -> dict:
+    """Triton version and mode: 'compiled' on a CUDA GPU, 'interpreted' under TRITON_INTERPRET=1."""
+    try:
+        import triton
+    except ImportError:
+        return {"version": None, "mode": "unavailable (triton not installed)"}
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        mode = "interpreted (TRITON_INTERPRET=1)"
+    else:
+        import torch
+
+        mode = "compiled" if torch.cuda.is_available() else "unavailable (no CUDA device; set TRITON_INTERPRET=1 to interpret)"
+    return {"version": triton.__version__, "mode": mode}
+
+
+def backend_info() -> dict:
+    """What was built into nis_fast._C and what can run on this machine."""
+    import torch
+
+    build = dict(_C.build_info())
+    status = cuda_status()
+    if status["available"]:
+        major, minor = status["compute_capability"]
+        cuda = f"{status['device_name']} (sm_{major}{minor}, {status['device_count']} device(s))"
+    else:
+        cuda = f"not available ({status['reason']})"
+    return {
+        "version": __import__("nis_fast").__version__,
+        "native": {
+            "cxx_flags": build["cxx_flags"],
+            "openmp": build["openmp"],
+            "cuda_built": build["cuda_built"],
+            "cuda_archs" if build["cuda_built"] else "cuda_not_built_because": build["cuda_note"],
+        },
+        "cpu_threads": _C.cpu_threads(),
+        "cuda": cuda,
+        "torch": f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})",
+        "triton": triton_info(),
+    }
+
+
+def device_of(x) -> str:
+    """'cpu' or 'cuda' for a numpy array or torch tensor; anything else is a TypeError."""
+    if isinstance(x, np.ndarray):
+        return "cpu"
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        if x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"nis_fast: tensors on device '{x.device}' are not supported (use cpu or cuda)")
+        return x.device.type
+    raise TypeError(f"nis_fast: expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def data_ptr(x) -> int:
+    """Address of a C-contiguous numpy array or torch tensor."""
+    if isinstance(x, np.ndarray):
+        assert x.flags.c_contiguous
+        return x.ctypes.data
+    assert x.is_contiguous()
+    return x.data_ptr()
+
+
+def stream_ptr(device: str) -> int:
+    """The current CUDA stream of torch as an integer handle (0 on the CPU)."""
+    if device != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.current_stream().cuda_stream

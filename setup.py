@@ -1,0 +1,121 @@
+"""Build of nis_fast._C: C++/OpenMP always, CUDA when nvcc is there.
+
+NIS_FAST_CUDA=0 skips CUDA, NIS_FAST_CUDA=1 requires it, unset builds it when
+nvcc is found. CUDA objects are compiled by nvcc through a small ninja file
+(incremental rebuilds), for sm_80, sm_90 and PTX of compute_90 (JIT for newer
+GPUs), and cudart is linked statically so one build imports with or without a
+GPU driver. NIS_FAST_CUDA_ARCHS="80;90" overrides the list of SASS targets.
+"""
+import glob
+import os
+import shutil
+import subprocess
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-std=c++17"]
+
+
+def find_nvcc():
+    fallback = "/usr/local/cuda/bin/nvcc"
+    return shutil.which("nvcc") or (fallback if os.path.exists(fallback) else None)
+
+
+def find_cudart_dir(nvcc):
+    """The lib64 folder holding libcudart_static.a (nvcc may be a symlink or a wrapper)."""
+    homes = [os.environ.get("CUDA_HOME", ""), os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "/usr/local/cuda"]
+    for home in homes:
+        if home and os.path.exists(os.path.join(home, "lib64", "libcudart_static.a")):
+            return os.path.join(home, "lib64")
+    raise RuntimeError(f"libcudart_static.a not found under {homes}; set CUDA_HOME or NIS_FAST_CUDA=0")
+
+
+def cuda_archs():
+    archs = os.environ.get("NIS_FAST_CUDA_ARCHS", "80;90").replace(",", ";").split(";")
+    return [a.strip() for a in archs if a.strip()]
+
+
+def cuda_plan():
+    """(nvcc path or None, human note on what is built and why)."""
+    mode = os.environ.get("NIS_FAST_CUDA", "").strip()
+    if mode == "0":
+        return None, "NIS_FAST_CUDA=0"
+    nvcc = find_nvcc()
+    if nvcc is None:
+        if mode == "1":
+            raise RuntimeError("NIS_FAST_CUDA=1 but nvcc was not found on PATH or in /usr/local/cuda/bin")
+        return None, "nvcc not found at build time"
+    archs = cuda_archs()
+    return nvcc, "sm_" + " sm_".join(archs) + " + PTX compute_" + archs[-1]
+
+
+class BuildExt(build_ext):
+    def build_extension(self, ext):
+        nvcc, _ = cuda_plan()
+        if nvcc is not None:
+            ext.extra_objects += self.compile_cuda(nvcc, ext)
+        super().build_extension(ext)
+
+    def compile_cuda(self, nvcc, ext):
+        """Compile csrc/cuda/*.cu with nvcc via ninja; returns the object paths."""
+        import ninja
+
+        archs = cuda_archs()
+        gencode = " ".join(f"-gencode arch=compute_{a},code=sm_{a}" for a in archs)
+        gencode += f" -gencode arch=compute_{archs[-1]},code=compute_{archs[-1]}"
+        build_dir = os.path.abspath(os.path.join(self.build_temp, "cuda"))
+        os.makedirs(build_dir, exist_ok=True)
+        macros = " ".join(f"-D{k}={v}" if v is not None else f"-D{k}" for k, v in ext.define_macros
+                          if k not in ("NIS_CXX_FLAGS", "NIS_CUDA_BUILD_NOTE"))
+        includes = " ".join(f"-I{d}" for d in ext.include_dirs)
+        lines = [
+            f"nvcc = {nvcc}",
+            f"flags = -O3 -std=c++17 --use_fast_math -Xcompiler -fPIC {gencode} {macros} {includes}",
+            "rule nvcc",
+            "  command = $nvcc $flags -MD -MF $out.d -c $in -o $out",
+            "  depfile = $out.d",
+            "  deps = gcc",
+            "  description = nvcc $in",
+        ]
+        objects = []
+        for src in sorted(glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cu"))):
+            obj = os.path.join(build_dir, os.path.basename(src) + ".o")
+            lines.append(f"build {obj}: nvcc {src}")
+            objects.append(obj)
+        with open(os.path.join(build_dir, "build.ninja"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        subprocess.check_call([os.path.join(ninja.BIN_DIR, "ninja"), "-C", build_dir])
+        return objects
+
+
+def make_extension():
+    nvcc, note = cuda_plan()
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    macros = [("NIS_CXX_FLAGS", '"' + " ".join(CXX_FLAGS) + '"'), ("NIS_CUDA_BUILD_NOTE", '"' + note + '"')]
+    libraries, library_dirs = [], []
+    if nvcc is not None:
+        macros.append(("NIS_WITH_CUDA", "1"))
+        library_dirs.append(find_cudart_dir(nvcc))
+        libraries += ["cudart_static", "rt", "dl", "pthread"]
+    return Pybind11Extension(
+        "nis_fast._C",
+        sources,
+        include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "csrc", "include")],
+        define_macros=macros,
+        extra_compile_args=CXX_FLAGS,
+        extra_link_args=["-fopenmp"],
+        libraries=libraries,
+        library_dirs=library_dirs,
+        cxx_std=17,
+    )
+
+
+setup(
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": BuildExt},
+    package_dir={"nis_fast": "nis_fast", "nis_fast.kernels": "kernels"},
+    packages=["nis_fast", "nis_fast.kernels"],
+    package_data={"nis_fast": ["data/*"]},
+)
