@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one command to run on a lent GPU machine: build with CUDA, run the cuda
+# tests, run every benchmark, and collect everything in one folder ($OUT or ./gpu_results).
+# Usage (device tool): bash benchmarks/gpu_suite.sh [--quick]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_results}"
+mkdir -p "$out"
+quick="${1:-}"
+log() { echo "== $*" | tee -a "$out/suite.log"; }
+
+log "$(date -u) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+# The GPU image has torch (CUDA), triton, pybind11 and ninja; trimesh etc. come from carried wheels if present.
+if [ -d wheels ]; then pip install -q --no-index --find-links wheels trimesh tqdm pillow 2>&1 | tail -2; fi
+log "build"
+NIS_FAST_CUDA=1 pip install -q --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+python -m nis_fast.cli info | tee "$out/info.json"
+
+log "tests (cuda marker and the rest)"
+python -m pytest -q -m cuda tests 2>&1 | tail -30 | tee "$out/tests_cuda.txt"
+python -m pytest -q -x tests -m "not cuda" 2>&1 | tail -15 | tee "$out/tests_all.txt"
+
+log "benchmarks"
+for b in benchmarks/bench_*.py; do
+  name=$(basename "$b" .py)
+  log "$name"
+  timeout 240 python "$b" $quick --out "$out/$name.json" 2>&1 | tail -40 | tee "$out/$name.txt"
+done
+log "done"

@@ -1,0 +1,30 @@
+"""Shared test fixtures: where ../shared lives, and the `cuda` marker's skip rule."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = next((p for p in (REPO.parent / "shared", Path("/work/shared")) if (p / "meshes").is_dir()), REPO.parent / "shared")
+MESHES = SHARED / "meshes"
+PAPER_WEIGHTS = SHARED / "paper_weights"
+
+MESH_FILES = sorted(p.name for p in MESHES.glob("*") if p.suffix in (".obj", ".stl", ".off", ".ply"))
+
+
+def mesh_path(name: str) -> Path:
+    path = MESHES / name
+    if not path.exists():
+        pytest.skip(f"shared mesh {path} not found (the shared/ folder sits beside the repository)")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    from nis_fast._backend import cuda_available, cuda_status
+
+    if cuda_available():
+        return
+    reason = f"needs a CUDA GPU: {cuda_status()['reason'] or 'torch has no CUDA'}"
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
