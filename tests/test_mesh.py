@@ -176,3 +176,13 @@ def test_transform_matrix_and_dict_round_trip():
         nf.mesh.Normalization.from_dict({"center": [0, 0], "scale": 1.0})
     with pytest.raises(ValueError):
         nf.mesh.Normalization.from_dict({"center": [0, 0, 0], "scale": -1.0})
+
+
+@pytest.mark.parametrize("ext", ["obj", "ply", "stl", "off", "glb"])
+def test_every_supported_format_loads(tmp_path, ext):
+    v, f = cube()
+    path = tmp_path / f"cube.{ext}"
+    trimesh.Trimesh(v, f).export(path)
+    mesh = nf.load_mesh(path)
+    assert mesh.report["watertight"] and len(mesh.faces) == 12
+    assert mesh.transform.scale == pytest.approx(0.9 / np.sqrt(0.75), rel=1e-6)
