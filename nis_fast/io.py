@@ -1,0 +1,341 @@
+"""Weight files: the `.nis` format (ours) and the paper's Keras HDF5 files.
+
+`.nis` = a safetensors file holding ONE flat tensor "params" (the 7553 values in
+the layout of `nis_fast.network`, float32 or float16) and, in the safetensors
+header's `__metadata__`, two strings:
+  "nis"          a JSON document: format name + version, architecture, the
+                 normalisation transform, the training recipe, the source mesh's
+                 sha256, metrics, nis_fast version;
+  "nis_checksum" "sha256:<hex>" of the "nis" string's UTF-8 bytes followed by
+                 the tensor's bytes, so a flipped byte anywhere is caught.
+Loading validates all of it and raises one `NisFileError` naming the file and
+the problem. Writes are atomic (temp file in the same folder + os.replace).
+Nothing here uses pickle.
+
+Keras `.h5`: the layout of the paper's released files (`model.save_weights`):
+root attributes backend / keras_version / layer_names, one group per Dense layer
+with a `weight_names` attribute and datasets `<layer>/<layer>/kernel:0`, `bias:0`.
+Files written by `model.save` (weights under `model_weights/`) are read too.
+The paper's files carry no normalisation: they load with the identity transform
+and a note. Files we write add one root attribute "nis" (the same JSON document)
+that Keras ignores, so our transform survives a round trip through .h5.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from . import network
+from .mesh import IDENTITY, Normalization
+
+FORMAT_NAME = "nis_fast.neural_sdf"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+TENSOR_NAME = "params"
+_DTYPES = {"F32": np.float32, "F16": np.float16}
+_MAX_HEADER = 1 << 20  # a real header is ~2 KB; anything near this is not ours
+H5_NOTE = ("loaded from a Keras .h5 file without a normalisation transform: identity assumed; "
+           "queries are in the paper's unit frame (normalise with load_mesh(src).transform)")
+
+
+class NisFileError(ValueError):
+    """A weight file that cannot be used, with the file and the reason in the message."""
+
+
+def architecture() -> dict:
+    """The network description stored in every file and required equal on load."""
+    return {
+        "layers": [list(s) for s in network.LAYER_SIZES],
+        "activation": "relu",
+        "output_activation": "tanh",
+        "n_params": network.N_PARAMS,
+        "layout": "keras: per layer W[fan_in, fan_out] row-major, then b",
+    }
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# --- atomic writes ----------------------------------------------------------------
+
+def atomic_write(path, write):
+    """Call write(tmp_path) on a temp file beside `path`, then os.replace it into place.
+    On any failure the temp file is removed and `path` is left as it was."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# --- .nis ---------------------------------------------------------------------------
+
+def _document(transform: Normalization, metadata: dict) -> dict:
+    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "architecture": architecture(),
+           "transform": transform.to_dict(), "nis_fast_version": _version()}
+    for key in ("recipe", "source", "metrics", "notes"):
+        if metadata.get(key) is not None:
+            doc[key] = metadata[key]
+    return doc
+
+
+def _checksum(doc_text: str, tensor_bytes: bytes) -> str:
+    return "sha256:" + hashlib.sha256(doc_text.encode("utf-8") + tensor_bytes).hexdigest()
+
+
+def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None, dtype="float32"):
+    """Write a .nis file atomically. dtype: "float32" (exact) or "float16" (half the size)."""
+    from safetensors.numpy import save
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"save_nis: dtype must be 'float32' or 'float16', got {dtype!r}")
+    with np.errstate(over="ignore"):  # values beyond float16's range become inf, reported just below
+        values = _as_numpy_params(params).astype(dtype)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"save_nis: parameters are not all finite in {dtype} (NaN/inf or out of float16 range)")
+    doc_text = json.dumps(_document(transform, metadata or {}), sort_keys=True)
+    blob = save({TENSOR_NAME: values}, metadata={"nis": doc_text, "nis_checksum": _checksum(doc_text, values.tobytes())})
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(blob)
+
+    atomic_write(path, write)
+
+
+def read_nis(path):
+    """(params float32 [7553], transform, metadata dict) from a .nis file, all validated."""
+    path = os.fspath(path)
+    fail = _failer(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        fail(f"cannot be read ({exc.strerror or exc})")
+    if len(data) < 8:
+        fail(f"not a .nis file: {len(data)} bytes, too short for a safetensors header" if data else "empty file")
+    n = int.from_bytes(data[:8], "little")
+    if n > min(_MAX_HEADER, len(data) - 8):
+        fail(f"not a .nis file or truncated: header length {n} does not fit in {len(data)} bytes")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"corrupt or foreign file: safetensors header is not valid JSON ({exc})")
+    if not isinstance(header, dict):
+        fail("corrupt or foreign file: safetensors header is not a JSON object")
+    meta = header.pop("__metadata__", None)
+    if set(header) != {TENSOR_NAME}:
+        fail(f"expected exactly one tensor named {TENSOR_NAME!r}, found {sorted(header)}")
+    info = header[TENSOR_NAME]
+    if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+        fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {info.get('dtype') if isinstance(info, dict) else info!r}")
+    dtype = _DTYPES[info["dtype"]]
+    if info.get("shape") != [network.N_PARAMS]:
+        fail(f"tensor {TENSOR_NAME!r} has shape {info.get('shape')}, expected [{network.N_PARAMS}]")
+    nbytes = network.N_PARAMS * np.dtype(dtype).itemsize
+    if info.get("data_offsets") != [0, nbytes]:
+        fail(f"tensor {TENSOR_NAME!r} has data offsets {info.get('data_offsets')}, expected [0, {nbytes}]")
+    body = data[8 + n:]
+    if len(body) != nbytes:
+        fail(f"truncated or padded: tensor data is {len(body)} bytes, expected {nbytes}")
+    if not isinstance(meta, dict) or not isinstance(meta.get("nis"), str):
+        fail("no nis_fast metadata (the safetensors header lacks __metadata__['nis']): not a .nis file")
+    if meta.get("nis_checksum") != _checksum(meta["nis"], body):
+        fail("checksum mismatch: the file was modified or damaged after it was written")
+    try:
+        doc = json.loads(meta["nis"])
+    except json.JSONDecodeError as exc:
+        fail(f"metadata is not valid JSON ({exc})")
+    transform = _check_document(doc, fail)
+    params = np.frombuffer(body, dtype=dtype).astype(np.float32)
+    if not np.all(np.isfinite(params)):
+        fail("parameters contain NaN or infinite values")
+    metadata = {k: v for k, v in doc.items() if k not in ("format", "version", "architecture", "transform")}
+    metadata["dtype"] = np.dtype(dtype).name
+    return params, transform, metadata
+
+
+def _check_document(doc, fail) -> Normalization:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        fail(f"format is {doc.get('format') if isinstance(doc, dict) else doc!r}, expected {FORMAT_NAME!r}")
+    if doc.get("version") not in SUPPORTED_VERSIONS:
+        fail(f"format version {doc.get('version')!r} is not supported (this nis_fast {_version()} reads "
+             f"versions {list(SUPPORTED_VERSIONS)})")
+    if doc.get("architecture") != architecture():
+        fail(f"architecture {doc.get('architecture')!r} differs from this engine's {architecture()!r}")
+    try:
+        return Normalization.from_dict(doc.get("transform"))
+    except (TypeError, KeyError, ValueError) as exc:
+        fail(f"invalid normalisation transform ({exc})")
+
+
+def _failer(path):
+    def fail(problem):
+        raise NisFileError(f"{path}: {problem}")
+
+    return fail
+
+
+def _as_numpy_params(params) -> np.ndarray:
+    if hasattr(params, "detach"):
+        params = params.detach().cpu().numpy()
+    params = np.asarray(params)
+    if params.shape != (network.N_PARAMS,):
+        raise ValueError(f"expected a flat parameter vector of {network.N_PARAMS} values, got shape {params.shape}")
+    return params.astype(np.float32)
+
+
+# --- Keras .h5 ----------------------------------------------------------------------
+
+_LAYER_NAMES = ["dense"] + [f"dense_{i}" for i in range(1, len(network.LAYER_SIZES))]
+
+
+def save_h5(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None):
+    """Write the layout of the paper's released Keras weight files, atomically."""
+    import h5py
+
+    layers = network.unflatten(_as_numpy_params(params))
+    doc_text = json.dumps(_document(transform, metadata or {}), sort_keys=True)
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["backend"] = "tensorflow"
+            f.attrs["keras_version"] = "2.2.4-tf"
+            f.attrs["layer_names"] = np.array([n.encode() for n in _LAYER_NAMES])
+            f.attrs["nis"] = doc_text
+            for name, (w, b) in zip(_LAYER_NAMES, layers):
+                g = f.create_group(name)
+                g.attrs["weight_names"] = np.array([f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()])
+                inner = g.create_group(name)
+                inner.create_dataset("kernel:0", data=w)
+                inner.create_dataset("bias:0", data=b)
+
+    atomic_write(path, write)
+
+
+def read_h5(path):
+    """(params float32 [7553], transform, metadata) from a Keras weights file, validated."""
+    import h5py
+
+    path = os.fspath(path)
+    fail = _failer(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        fail(f"not a readable HDF5 file ({exc})")
+    with f:
+        root = f["model_weights"] if "model_weights" in f else f
+        names = [_text(n) for n in root.attrs.get("layer_names", [])]
+        if len(names) != len(network.LAYER_SIZES):
+            fail(f"expected {len(network.LAYER_SIZES)} Dense layers (the paper's 3-32x8-1 network), "
+                 f"found layer_names {names}")
+        layers = []
+        for name, (fan_in, fan_out) in zip(names, network.LAYER_SIZES):
+            try:
+                weight_names = [_text(w) for w in root[name].attrs["weight_names"]]
+                arrays = {w.rsplit("/", 1)[-1]: np.asarray(root[name][w]) for w in weight_names}
+            except (KeyError, OSError, ValueError) as exc:
+                fail(f"layer {name!r} is missing or unreadable ({exc})")
+            w, b = arrays.get("kernel:0"), arrays.get("bias:0")
+            if w is None or b is None or w.shape != (fan_in, fan_out) or b.shape != (fan_out,):
+                fail(f"layer {name!r} holds {({k: v.shape for k, v in arrays.items()})}, expected kernel:0 "
+                     f"{(fan_in, fan_out)} and bias:0 {(fan_out,)}")
+            layers.append((w, b))
+        _check_keras_config(f, fail)
+        params = network.flatten(layers).astype(np.float32)
+        if not np.all(np.isfinite(params)):
+            fail("parameters contain NaN or infinite values")
+        if "nis" in f.attrs:
+            try:
+                doc = json.loads(_text(f.attrs["nis"]))
+            except json.JSONDecodeError as exc:
+                fail(f"the 'nis' attribute is not valid JSON ({exc})")
+            transform = _check_document(doc, fail)
+            metadata = {k: v for k, v in doc.items() if k not in ("format", "version", "architecture", "transform")}
+        else:
+            transform, metadata = IDENTITY, {"notes": [H5_NOTE]}
+    metadata["dtype"] = "float32"
+    return params, transform, metadata
+
+
+def _check_keras_config(f, fail):
+    """Files saved with model.save carry model_config: the activations must be ours."""
+    if "model_config" not in f.attrs:
+        return
+    config = json.loads(_text(f.attrs["model_config"]))
+    layers = [l for l in config.get("config", {}).get("layers", []) if l.get("class_name") == "Dense"]
+    acts = [l["config"].get("activation") for l in layers]
+    expected = ["relu"] * (len(network.LAYER_SIZES) - 1) + ["tanh"]
+    if acts != expected:
+        fail(f"Keras model activations {acts} differ from the paper's {expected}")
+
+
+def _text(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+# --- entry points -------------------------------------------------------------------
+
+def read(path):
+    """(params, transform, metadata) from .nis or .h5, chosen by extension."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext == ".nis":
+        return read_nis(path)
+    if ext in (".h5", ".hdf5"):
+        return read_h5(path)
+    raise NisFileError(f"{os.fspath(path)}: unknown extension {ext!r} (expected .nis or .h5)")
+
+
+def load(path):
+    """A NeuralSDF from a .nis or Keras .h5 file."""
+    from .model import NeuralSDF
+
+    params, transform, metadata = read(path)
+    metadata["loaded_from"] = os.fspath(path)
+    return NeuralSDF(params, transform, metadata)
+
+
+def save(path, params, transform, metadata, dtype="float32"):
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext == ".nis":
+        return save_nis(path, params, transform, metadata, dtype)
+    if ext in (".h5", ".hdf5"):
+        if dtype != "float32":
+            raise ValueError(f"{os.fspath(path)}: Keras .h5 files hold float32 weights only")
+        return save_h5(path, params, transform, metadata)
+    raise ValueError(f"{os.fspath(path)}: unknown extension (expected .nis or .h5)")
+
+
+def convert(src, dst, dtype="float32"):
+    """Convert between .nis and .h5 (either direction, or re-save with another dtype)."""
+    load(src).save(dst, dtype=dtype)
+
+
+def describe(path) -> dict:
+    """What `nis-fast info` prints about a weight file (validated on the way)."""
+    params, transform, metadata = read(path)
+    return {
+        "file": os.fspath(path),
+        "bytes": os.path.getsize(path),
+        "format": "nis" if os.fspath(path).lower().endswith(".nis") else "keras-h5",
+        "architecture": architecture(),
+        "dtype": metadata.get("dtype"),
+        "transform": transform.to_dict(),
+        "param_abs_max": float(np.abs(params).max()),
+        **{k: v for k, v in metadata.items() if k != "dtype"},
+    }

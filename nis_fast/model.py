@@ -1,0 +1,94 @@
+"""NeuralSDF: one fitted shape = 7553 parameters + the normalisation transform + metadata."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import io, network
+from ._backend import device_of
+from .mesh import IDENTITY, Normalization
+
+_EVAL_CHUNK = 1 << 18  # rows per forward pass: bounds memory to ~40 MB of activations
+
+
+class NeuralSDF:
+    """A weight-encoded neural implicit shape.
+
+    params    flat float32 torch tensor of 7553 values (layout: nis_fast.network)
+    transform mesh.Normalization taking world coordinates to the unit frame the network was fitted in
+    metadata  dict: recipe, source mesh hash, metrics, notes, ...
+    """
+
+    def __init__(self, params, transform: Normalization = IDENTITY, metadata: dict | None = None):
+        params = torch.as_tensor(params).detach()
+        if params.shape != (network.N_PARAMS,):
+            raise ValueError(f"NeuralSDF: expected {network.N_PARAMS} parameters, got shape {tuple(params.shape)}")
+        if not torch.isfinite(params).all():
+            raise ValueError("NeuralSDF: parameters contain NaN or infinite values")
+        self.params = params.to(torch.float32).contiguous()
+        self.transform = transform
+        self.metadata = dict(metadata or {})
+
+    @property
+    def device(self) -> torch.device:
+        return self.params.device
+
+    def to(self, device) -> "NeuralSDF":
+        """A NeuralSDF with its parameters on `device` (same transform and metadata)."""
+        return NeuralSDF(self.params.to(device), self.transform, self.metadata)
+
+    def __repr__(self):
+        src = (self.metadata.get("source") or {}).get("name", "?")
+        return f"NeuralSDF(source={src}, device={self.device}, scale={self.transform.scale:.4g})"
+
+    def sdf(self, points, space: str = "world"):
+        """Signed distances at points (..., 3): numpy in -> numpy out, torch in -> torch out (its device).
+
+        space="unit": points and distances in the normalised frame the network was fitted in;
+        space="world": points in mesh coordinates, distances scaled back to mesh units.
+        Gradients flow when a torch input requires them.
+        """
+        if space not in ("world", "unit"):
+            raise ValueError(f"space must be 'world' or 'unit', got {space!r}")
+        device_of(points)  # numpy array or torch tensor, else a TypeError
+        as_numpy = isinstance(points, np.ndarray)
+        p = torch.from_numpy(np.ascontiguousarray(points)) if as_numpy else points
+        if p.shape[-1:] != (3,):
+            raise ValueError(f"points must have shape (..., 3), got {tuple(p.shape)}")
+        shape = p.shape[:-1]
+        p = p.reshape(-1, 3).to(self.device, torch.float32)
+        if space == "world":
+            center = torch.as_tensor(self.transform.center, dtype=torch.float32, device=self.device)
+            p = (p - center) * self.transform.scale
+        with torch.set_grad_enabled(p.requires_grad):
+            d = torch.cat([network.forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)]) if len(p) \
+                else p.new_zeros(0)
+        if space == "world":
+            d = d / self.transform.scale
+        d = d.reshape(shape)
+        return d.detach().numpy() if as_numpy else d.to(points.device)
+
+    def save(self, path, dtype: str = "float32"):
+        """Write .nis (dtype float32 or float16) or Keras .h5, chosen by the extension; atomic."""
+        io.save(path, self.params, self.transform, self.metadata, dtype=dtype)
+
+    def render(self, width: int = 512, height: int = 512, camera=None, **opts) -> np.ndarray:
+        """(height, width, 3) uint8 image by sphere tracing (nis_fast.decode)."""
+        from . import decode
+
+        return decode.render(self.params, width, height, camera=camera, **opts)
+
+    def to_mesh(self, resolution: int = 256):
+        """Marching-cubes mesh of the zero level set, in world coordinates (trimesh.Trimesh)."""
+        import trimesh
+
+        from . import decode
+
+        vertices, faces = decode.to_mesh(self.params, resolution=resolution)
+        vertices = self.transform.to_world(np.asarray(vertices, dtype=np.float64))
+        return trimesh.Trimesh(vertices, np.asarray(faces), process=False)
+
+
+def load(path) -> NeuralSDF:
+    """A NeuralSDF from a .nis or Keras .h5 file (chosen by extension), fully validated."""
+    return io.load(path)
