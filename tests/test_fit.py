@@ -1,0 +1,146 @@
+"""The fit: manual gradient vs autograd, Keras' Adam and plateau rule, determinism, and short fits that work."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import nis_fast as nf
+from nis_fast import network
+from nis_fast.fit import FitConfig, TorchLossGrad, _Plateau, adam_step_torch
+from nis_fast.sampling import importance_samples
+
+# One thread: tests share a small machine, where two OpenMP threads on 32-wide layers mostly wait.
+TINY = FitConfig(pool_size=100_000, n_samples=40_000, epochs=12, batch_size=1024, lr=4e-3, schedule="cosine", threads=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sphere(p):
+    return p.norm(dim=-1) - 0.5
+
+
+def box(p, half=torch.tensor([0.6, 0.35, 0.25])):
+    q = p.abs() - half
+    return q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
+
+
+@pytest.mark.parametrize("n", [1, 7, 300, 1024])
+def test_manual_gradient_matches_autograd(n):
+    g = torch.Generator().manual_seed(n)
+    params = torch.from_numpy(network.glorot_uniform(n)) + 0.05 * torch.randn(network.N_PARAMS, generator=g)
+    x = torch.rand(n, 3, generator=g) * 2 - 1
+    target = sphere(x) + 0.1 * torch.randn(n, generator=g)
+    loss, grad = TorchLossGrad(1024, "cpu")(params, x, target)
+
+    p = params.clone().requires_grad_()
+    ref = (network.forward_torch(p, x) - target).abs().mean()
+    ref.backward()
+    assert torch.allclose(loss, ref.detach(), rtol=1e-6, atol=0)
+    assert torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-7), (grad - p.grad).abs().max()
+
+
+def test_keras_adam_matches_textbook_adam_when_eps_vanishes():
+    """Keras and Kingma & Ba place eps differently; with eps -> 0 both are the same update."""
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=500)
+    grads = [rng.normal(size=500) for _ in range(5)]
+    ours, m, v = torch.tensor(p0, dtype=torch.float32), torch.zeros(500), torch.zeros(500)
+    ref, m_ref, v_ref = p0.copy(), np.zeros(500), np.zeros(500)
+    for t, grad in enumerate(grads, 1):
+        adam_step_torch(ours, torch.tensor(grad, dtype=torch.float32), m, v, t, 0.01, 0.9, 0.999, 1e-30)
+        m_ref = 0.9 * m_ref + 0.1 * grad
+        v_ref = 0.999 * v_ref + 0.001 * grad**2
+        ref -= 0.01 * (m_ref / (1 - 0.9**t)) / np.sqrt(v_ref / (1 - 0.999**t))
+    assert np.allclose(ours.numpy(), ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ours.numpy(), p0, atol=1e-3)
+
+
+def test_plateau_follows_keras():
+    config = FitConfig(plateau_patience=3, plateau_factor=0.5, plateau_min_delta=1e-4)
+    plateau, lr, lrs = _Plateau(config), 1.0, []
+    # improving, then flat (changes below min_delta do not count), then improving again
+    for loss in [1.0, 0.9, 0.8, 0.79995, 0.79995, 0.79995, 0.79995, 0.79995, 0.79995, 0.5]:
+        lr = plateau.next_lr(loss, lr)
+        lrs.append(lr)
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_config_presets_and_validation():
+    paper = FitConfig()
+    assert (paper.pool_size, paper.n_samples, paper.beta, paper.epochs, paper.batch_size, paper.lr) == \
+        (10_000_000, 1_000_000, 60.0, 100, 2048, 1e-3)
+    assert (paper.plateau_factor, paper.plateau_patience, paper.adam_eps, paper.schedule) == (0.8, 30, 1e-7, "plateau")
+    assert FitConfig.paper() == paper and FitConfig.fast() != paper
+    with pytest.raises(ValueError, match="batch_size=0"):
+        FitConfig(batch_size=0)
+    with pytest.raises(ValueError, match="schedule"):
+        FitConfig(schedule="linear")
+
+
+def test_same_seed_same_weights_bit_exact():
+    config = FitConfig(pool_size=20_000, n_samples=6000, epochs=2, batch_size=1000, lr=1e-3, threads=1)
+    a = nf.fit(sphere, config, device="cpu", seed=5, progress=False)
+    b = nf.fit(sphere, config, device="cpu", seed=5, progress=False)
+    c = nf.fit(sphere, config, device="cpu", seed=6, progress=False)
+    assert torch.equal(a.params, b.params)
+    assert not torch.equal(a.params, c.params)
+
+
+@pytest.mark.parametrize("sdf", [sphere, box])
+def test_short_fit_reaches_small_error(sdf):
+    losses = []
+    shape = nf.fit(sdf, TINY, device="cpu", progress=False, callback=lambda e, loss, lr: losses.append((e, loss, lr)))
+    assert [e for e, _, _ in losses] == list(range(TINY.epochs))
+    assert losses[-1][1] < 0.2 * losses[0][1]
+    assert losses[-1][2] == pytest.approx(TINY.lr * TINY.lr_final)
+    points, d = importance_samples(sdf, 20_000, 200_000, seed=99)  # fresh points near the surface
+    err = (shape.sdf(points, space="unit") - d).abs().mean()
+    assert err < 0.006, err
+    far = torch.rand(20_000, 3) * 2 - 1
+    assert ((shape.sdf(far, space="unit") > 0) == (sdf(far) > 0)).float().mean() > 0.97
+    assert shape.metadata["recipe"]["epochs"] == TINY.epochs
+    assert math.isfinite(shape.metadata["recipe"]["final_loss"])
+
+
+def test_world_space_scales_distances(tmp_path):
+    shape = nf.fit(sphere, FitConfig(pool_size=10_000, n_samples=2000, epochs=1, threads=1), device="cpu", progress=False)
+    shape.transform = nf.mesh.Normalization(np.array([10.0, 0.0, 0.0]), 0.5)
+    p = np.random.default_rng(0).normal(size=(50, 3))
+    unit = shape.sdf((p - [10.0, 0.0, 0.0]) * 0.5, space="unit")
+    assert np.allclose(shape.sdf(p), unit / 0.5, rtol=1e-5, atol=1e-6)
+    shape.save(tmp_path / "s.nis")
+    back = nf.load(tmp_path / "s.nis")
+    assert back.metadata["recipe"] == shape.metadata["recipe"]
+    assert np.array_equal(back.sdf(p), shape.sdf(p))
+
+
+def test_fit_many_loops_with_distinct_seeds():
+    config = FitConfig(pool_size=10_000, n_samples=2000, epochs=1, batch_size=500, threads=1)
+    seen = []
+    shapes = nf.fit_many([sphere, box], config, device="cpu", seed=3, progress=False,
+                         callback=lambda i, e, loss, lr: seen.append(i))
+    assert len(shapes) == 2 and seen == [0, 1]
+    assert [s.metadata["recipe"]["seed"] for s in shapes] == [3, 4]
+
+
+def test_fit_a_real_mesh(tmp_path):
+    pytest.importorskip("nis_fast.sdf", reason="nis_fast.sdf (MeshSDF) is not in this build yet")
+    from conftest import mesh_path
+
+    path = mesh_path("thingi10k_70375.stl")
+    mesh = nf.load_mesh(path, warn=False)
+    config = FitConfig(pool_size=100_000, n_samples=30_000, epochs=6, batch_size=1024, lr=4e-3, schedule="cosine",
+                       threads=1)
+    shape = nf.fit(path, config, device="cpu", progress=False)
+    assert shape.transform == mesh.transform
+    assert shape.metadata["source"]["faces"] == len(mesh.faces) and len(shape.metadata["source"]["sha256"]) == 64
+    surface = torch.from_numpy(nf.sampling.surface_samples(mesh, 5000, seed=1).astype(np.float32))
+    random = torch.rand(5000, 3) * 2 - 1
+    assert shape.sdf(surface, "unit").abs().mean() < 0.2 * shape.sdf(random, "unit").abs().mean()
