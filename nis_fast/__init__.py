@@ -6,6 +6,7 @@ fast decoders turn it back into distances, meshes and images.
 """
 from ._backend import backend_info
 from .mesh import Mesh, MeshError, load_mesh
+from .sdf import MeshSDF
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "load_mesh", "Mesh", "MeshError", "__version__"]
+__all__ = ["backend_info", "load_mesh", "Mesh", "MeshError", "MeshSDF", "__version__"]
