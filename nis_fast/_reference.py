@@ -49,3 +49,84 @@ def _closest_point_triangles(p, tri):
     best = np.argmin(dist, axis=0)
     idx = np.arange(len(p))
     return cand[best, idx], dist[best, idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mesh distance, winding number and sign (twins of csrc/include/nis/{bvh,winding}.h, nis_fast.sdf)
+# ---------------------------------------------------------------------------------------------
+
+_PAIRS_PER_CHUNK = 1 << 20  # points x triangles evaluated at once (bounds memory to ~0.5 GB peak)
+
+
+def _dot(a, b):
+    return np.einsum("...k,...k->...", a, b)
+
+
+def _closest_on_segments(p, a, b):
+    """Closest points of p ([P,1,3]) on segments a-b ([1,T,3]); zero-length segments give a."""
+    ab = b - a
+    len2 = _dot(ab, ab)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(len2 > 0, _dot(p - a, ab) / np.where(len2 > 0, len2, 1.0), 0.0)
+    return a + ab * np.clip(t, 0.0, 1.0)[..., None]
+
+
+def _closest_on_triangles(p, a, b, c):
+    """[P,T,3] closest points of p on every triangle: the plane projection when it
+    falls inside the triangle, else the closest of the three edges. (A different
+    formulation from the Voronoi-region walk the native code uses, on purpose.)"""
+    n = np.cross(b - a, c - a)
+    n2 = _dot(n, n)
+    safe_n2 = np.where(n2 > 0, n2, 1.0)
+    proj = p - n * (_dot(p - a, n) / safe_n2)[..., None]
+    inside = (n2 > 0) & (_dot(np.cross(b - a, proj - a), n) >= 0) & (_dot(np.cross(c - b, proj - b), n) >= 0) \
+        & (_dot(np.cross(a - c, proj - c), n) >= 0)
+    best = np.where(inside[..., None], proj, np.inf)
+    best_d2 = np.where(inside, _dot(proj - p, proj - p), np.inf)
+    for u, v in ((a, b), (b, c), (c, a)):
+        q = _closest_on_segments(p, u, v)
+        d2 = _dot(q - p, q - p)
+        closer = d2 < best_d2
+        best = np.where(closer[..., None], q, best)
+        best_d2 = np.where(closer, d2, best_d2)
+    return best, best_d2
+
+
+def _closest_point_bruteforce(V, F, p):
+    """(distance [P], closest point [P,3], face id [P]) over all triangles, float64."""
+    V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
+    a, b, c = (V[F[:, k]][None] for k in range(3))
+    dist, point, face = np.empty(len(p)), np.empty((len(p), 3)), np.empty(len(p), dtype=np.int64)
+    step = max(1, _PAIRS_PER_CHUNK // len(F))
+    for s in range(0, len(p), step):
+        q = p[s:s + step, None]
+        cp, d2 = _closest_on_triangles(q, a, b, c)
+        j = np.argmin(d2, axis=1)
+        rows = np.arange(len(j))
+        dist[s:s + step] = np.sqrt(d2[rows, j])
+        point[s:s + step] = cp[rows, j]
+        face[s:s + step] = j
+    return dist, point, face
+
+
+def _winding_number_bruteforce(V, F, p):
+    """Generalised winding number: sum of signed solid angles / (4 pi), van Oosterom & Strackee."""
+    V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
+    out = np.empty(len(p))
+    step = max(1, _PAIRS_PER_CHUNK // len(F))
+    for s in range(0, len(p), step):
+        q = p[s:s + step, None]
+        a, b, c = (V[F[:, k]][None] - q for k in range(3))
+        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
+        num = _dot(a, np.cross(b, c))
+        den = la * lb * lc + _dot(a, b) * lc + _dot(b, c) * la + _dot(c, a) * lb
+        out[s:s + step] = np.sum(2.0 * np.arctan2(num, den), axis=1) / (4.0 * np.pi)
+    return out
+
+
+def _sdf_bruteforce(V, F, p):
+    """Signed distance: exact distance, negative where the winding number exceeds 1/2."""
+    dist = _closest_point_bruteforce(V, F, p)[0]
+    return np.where(_winding_number_bruteforce(V, F, p) > 0.5, -dist, dist)

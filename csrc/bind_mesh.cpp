@@ -1,0 +1,108 @@
+// Bindings of the mesh queries: nis_fast._C.MeshBvh, built once on the CPU,
+// uploaded to the GPU on request; queries take raw pointers and a device name.
+#include <pybind11/numpy.h>
+
+#include "bind_util.h"
+#include "nis/mesh_ops.h"
+
+namespace nis {
+
+namespace {
+struct MeshBvh {
+    MeshBvhHost host;
+    std::shared_ptr<cuda::DeviceMesh> device;  // set by upload_cuda()
+
+    const cuda::DeviceMesh& require_device() const {
+        if (!device) throw std::runtime_error("nis_fast._C.MeshBvh: upload_cuda() was not called before a CUDA query");
+        return *device;
+    }
+};
+}  // namespace
+
+void bind_mesh(py::module_& m) {
+    py::class_<MeshBvh>(m, "MeshBvh", "Triangle BVH with winding-number and pseudonormal data (build on the CPU).")
+        .def(py::init([](py::array_t<double, py::array::c_style> vertices, py::array_t<int32_t, py::array::c_style> faces,
+                         int leaf_size) {
+                 if (vertices.ndim() != 2 || vertices.shape(1) != 3 || faces.ndim() != 2 || faces.shape(1) != 3)
+                     throw std::invalid_argument("MeshBvh: vertices and faces must have shape (N, 3)");
+                 const int32_t* f = faces.data();
+                 const int64_t nv = vertices.shape(0), nf = faces.shape(0);
+                 for (int64_t i = 0; i < 3 * nf; ++i)
+                     if (f[i] < 0 || f[i] >= nv) throw std::invalid_argument("MeshBvh: face index out of range");
+                 auto* bvh = new MeshBvh();
+                 {
+                     py::gil_scoped_release nogil;
+                     bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size);
+                 }
+                 return bvh;
+             }),
+             py::arg("vertices"), py::arg("faces"), py::arg("leaf_size") = 4)
+        .def_property_readonly("num_nodes", [](const MeshBvh& b) { return b.host.nodes.size(); })
+        .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.face_ids.size(); })
+        .def_property_readonly("depth", [](const MeshBvh& b) { return b.host.depth; })
+        .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })
+        .def("upload_cuda",
+             [](MeshBvh& b) {
+                 if (b.device) return;
+                 NIS_CUDA_ONLY(b.device = cuda::upload_mesh(b.host));
+             })
+        .def(
+            "closest",
+            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
+               int32_t sign_mode, double beta, std::uintptr_t out_dist, std::uintptr_t out_points,
+               std::uintptr_t out_face, std::uintptr_t stream) {
+                const bool cuda = is_cuda(device);
+                dispatch_float(dtype, [&](auto tag) {
+                    using T = decltype(tag);
+                    py::gil_scoped_release nogil;
+                    if (cuda) {
+                        NIS_CUDA_ONLY(cuda::mesh_closest(b.require_device(), ptr<const T>(points), n, sign_mode, T(beta),
+                                                         ptr<T>(out_dist), ptr<T>(out_points), ptr<int32_t>(out_face),
+                                                         ptr<void>(stream)));
+                    } else {
+                        cpu::mesh_closest(b.host.view<T>(), ptr<const T>(points), n, sign_mode, T(beta), ptr<T>(out_dist),
+                                          ptr<T>(out_points), ptr<int32_t>(out_face));
+                    }
+                });
+            },
+            "Closest point per query (+ sign: 0 none, 1 winding number, 2 pseudonormal); null outputs are skipped.")
+        .def(
+            "winding",
+            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
+               double beta, std::uintptr_t out, std::uintptr_t stream) {
+                const bool cuda = is_cuda(device);
+                dispatch_float(dtype, [&](auto tag) {
+                    using T = decltype(tag);
+                    py::gil_scoped_release nogil;
+                    if (cuda) {
+                        NIS_CUDA_ONLY(cuda::mesh_winding(b.require_device(), ptr<const T>(points), n, T(beta), ptr<T>(out),
+                                                         ptr<void>(stream)));
+                    } else {
+                        cpu::mesh_winding(b.host.view<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out));
+                    }
+                });
+            },
+            "Generalised winding number per query (fast: dipole expansion beyond beta * node radius).")
+        .def(
+            "intersect",
+            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t origins,
+               std::uintptr_t directions, int64_t n, std::uintptr_t out_t, std::uintptr_t out_face,
+               std::uintptr_t stream) {
+                const bool cuda = is_cuda(device);
+                dispatch_float(dtype, [&](auto tag) {
+                    using T = decltype(tag);
+                    py::gil_scoped_release nogil;
+                    if (cuda) {
+                        NIS_CUDA_ONLY(cuda::mesh_intersect(b.require_device(), ptr<const T>(origins),
+                                                           ptr<const T>(directions), n, ptr<T>(out_t),
+                                                           ptr<int32_t>(out_face), ptr<void>(stream)));
+                    } else {
+                        cpu::mesh_intersect(b.host.view<T>(), ptr<const T>(origins), ptr<const T>(directions), n,
+                                            ptr<T>(out_t), ptr<int32_t>(out_face));
+                    }
+                });
+            },
+            "Closest ray hit: t (inf on a miss) and face id (-1 on a miss).");
+}
+
+}  // namespace nis

@@ -1,0 +1,301 @@
+// BVH build on the CPU: binned SAH over triangle centroids, depth-first node
+// order, leaf triangles reordered to lie contiguously; then the per-triangle
+// pseudonormals and the per-node winding-number expansions (see winding.h).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "nis/mesh_ops.h"
+
+namespace nis {
+namespace {
+
+using V3 = Vec3<double>;
+
+struct Box {
+    double lo[3] = {INFINITY, INFINITY, INFINITY};
+    double hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+    void grow(const double* p) {
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = std::min(lo[k], p[k]);
+            hi[k] = std::max(hi[k], p[k]);
+        }
+    }
+    void grow(const Box& b) {
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = std::min(lo[k], b.lo[k]);
+            hi[k] = std::max(hi[k], b.hi[k]);
+        }
+    }
+    double half_area() const {
+        if (!(hi[0] >= lo[0])) return 0.0;
+        const double x = hi[0] - lo[0], y = hi[1] - lo[1], z = hi[2] - lo[2];
+        return x * y + y * z + z * x;
+    }
+};
+
+// float bounds that still contain the double ones (lo rounded down, hi up).
+float round_down(double x) {
+    float f = static_cast<float>(x);
+    return static_cast<double>(f) > x ? std::nextafter(f, -INFINITY) : f;
+}
+float round_up(double x) {
+    float f = static_cast<float>(x);
+    return static_cast<double>(f) < x ? std::nextafter(f, INFINITY) : f;
+}
+
+constexpr int kBins = 32;
+
+struct Builder {
+    const double* V;
+    const int32_t* F;
+    int leaf_size;
+    std::vector<Box> tri_box;
+    std::vector<std::array<double, 3>> centroid;
+    std::vector<int32_t> order;  // BVH position -> original face
+    std::vector<BvhNode> nodes;
+    std::vector<int32_t> node_first, node_count;
+    int32_t max_depth = 0;
+
+    const double* vert(int32_t f, int corner) const { return V + 3 * static_cast<int64_t>(F[3 * int64_t(f) + corner]); }
+
+    int32_t add_node(const Box& b, int32_t first, int32_t count) {
+        BvhNode n;
+        for (int k = 0; k < 3; ++k) {
+            n.lo[k] = round_down(b.lo[k]);
+            n.hi[k] = round_up(b.hi[k]);
+        }
+        n.a = first;
+        n.b = -count;  // a leaf until children are set
+        nodes.push_back(n);
+        node_first.push_back(first);
+        node_count.push_back(count);
+        return static_cast<int32_t>(nodes.size() - 1);
+    }
+
+    // Returns the split position in [first+1, first+count-1].
+    int32_t split(int32_t first, int32_t count, const Box& cbox, int depth) {
+        int32_t* begin = order.data() + first;
+        int32_t* end = begin + count;
+        int axis = 0;
+        for (int k = 1; k < 3; ++k)
+            if (cbox.hi[k] - cbox.lo[k] > cbox.hi[axis] - cbox.lo[axis]) axis = k;
+        const double extent = cbox.hi[axis] - cbox.lo[axis];
+        // Median split when the SAH cannot separate the centroids, or when the
+        // remaining depth budget could run out (keeps depth <= kBvhMaxDepth).
+        const int needed = static_cast<int>(std::ceil(std::log2(double(count)))) + 1;
+        auto median_split = [&] {
+            std::nth_element(begin, begin + count / 2, end,
+                             [&](int32_t x, int32_t y) { return centroid[x][axis] < centroid[y][axis]; });
+            return first + count / 2;
+        };
+        if (!(extent > 0) || depth + needed >= kBvhMaxDepth) return median_split();
+        double best_cost = INFINITY;
+        int best_axis = -1, best_bin = -1;
+        for (int k = 0; k < 3; ++k) {
+            const double ext = cbox.hi[k] - cbox.lo[k];
+            if (!(ext > 0)) continue;
+            const double scale = kBins / ext;
+            Box bins[kBins];
+            int32_t counts[kBins] = {};
+            for (int32_t* it = begin; it != end; ++it) {
+                const int b = std::min(kBins - 1, static_cast<int>((centroid[*it][k] - cbox.lo[k]) * scale));
+                counts[b]++;
+                bins[b].grow(tri_box[*it]);
+            }
+            // Sweep: right-side costs first, then left side while scanning.
+            double right_cost[kBins];
+            Box acc;
+            int32_t n_acc = 0;
+            for (int b = kBins - 1; b > 0; --b) {
+                acc.grow(bins[b]);
+                n_acc += counts[b];
+                right_cost[b] = n_acc ? acc.half_area() * n_acc : 0.0;
+            }
+            acc = Box();
+            n_acc = 0;
+            for (int b = 0; b < kBins - 1; ++b) {
+                acc.grow(bins[b]);
+                n_acc += counts[b];
+                if (n_acc == 0 || n_acc == count) continue;
+                const double cost = acc.half_area() * n_acc + right_cost[b + 1];
+                if (cost < best_cost) {
+                    best_cost = cost;
+                    best_axis = k;
+                    best_bin = b;
+                }
+            }
+        }
+        // No finite cost (areas overflow at coordinates near 1e154 and beyond): fall back.
+        if (best_axis < 0) return median_split();
+        const double scale = kBins / (cbox.hi[best_axis] - cbox.lo[best_axis]);
+        const double lo = cbox.lo[best_axis];
+        int32_t* mid = std::partition(begin, end, [&](int32_t t) {
+            return std::min(kBins - 1, static_cast<int>((centroid[t][best_axis] - lo) * scale)) <= best_bin;
+        });
+        return first + static_cast<int32_t>(mid - begin);
+    }
+
+    int32_t build(int32_t first, int32_t count, int depth) {
+        max_depth = std::max(max_depth, depth);
+        Box box, cbox;
+        for (int32_t i = first; i < first + count; ++i) {
+            box.grow(tri_box[order[i]]);
+            cbox.grow(centroid[order[i]].data());
+        }
+        const int32_t idx = add_node(box, first, count);
+        if (count <= leaf_size) return idx;
+        const int32_t mid = split(first, count, cbox, depth);
+        const int32_t left = build(first, mid - first, depth + 1);
+        const int32_t right = build(mid, first + count - mid, depth + 1);
+        nodes[idx].a = left;
+        nodes[idx].b = right;
+        return idx;
+    }
+};
+
+V3 v3(const double* p) { return {p[0], p[1], p[2]}; }
+V3 normalized(V3 v) {
+    const double l = length(v);
+    return l > 0 ? v * (1.0 / l) : V3{0, 0, 0};
+}
+double angle_between(V3 u, V3 v) { return std::atan2(length(cross(u, v)), dot(u, v)); }
+
+// Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), per BVH-order triangle.
+void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
+    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0});
+    std::unordered_map<uint64_t, V3> edge_n;
+    edge_n.reserve(static_cast<size_t>(nf) * 2);
+    auto edge_key = [](uint32_t i, uint32_t j) { return i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i); };
+    for (int64_t f = 0; f < nf; ++f) {
+        const int32_t* idx = bd.F + 3 * f;
+        const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
+        const V3 n = normalized(cross(p[1] - p[0], p[2] - p[0]));
+        face_n[f] = n;
+        for (int c = 0; c < 3; ++c) {
+            const V3 u = p[(c + 1) % 3] - p[c], w = p[(c + 2) % 3] - p[c];
+            vert_n[idx[c]] = vert_n[idx[c]] + n * angle_between(u, w);
+            V3& e = edge_n[edge_key(idx[c], idx[(c + 1) % 3])];
+            e = e + n;
+        }
+    }
+    out.resize(static_cast<size_t>(nf) * kPseudonormalSlots * 3);
+    for (int64_t i = 0; i < nf; ++i) {
+        const int32_t f = bd.order[i];
+        const int32_t* idx = bd.F + 3 * int64_t(f);
+        V3 slots[kPseudonormalSlots];
+        slots[kRegionFace] = face_n[f];
+        slots[kRegionVertA] = vert_n[idx[0]];
+        slots[kRegionVertB] = vert_n[idx[1]];
+        slots[kRegionVertC] = vert_n[idx[2]];
+        slots[kRegionEdgeAB] = edge_n[edge_key(idx[0], idx[1])];
+        slots[kRegionEdgeBC] = edge_n[edge_key(idx[1], idx[2])];
+        slots[kRegionEdgeCA] = edge_n[edge_key(idx[2], idx[0])];
+        for (int s = 0; s < kPseudonormalSlots; ++s) store3(out.data(), i * kPseudonormalSlots + s, normalized(slots[s]));
+    }
+}
+
+// Far-field expansion of each node over its contiguous triangle range.
+void compute_fwn(const Builder& bd, const std::vector<double>& tris, std::vector<double>& out) {
+    const int64_t nn = static_cast<int64_t>(bd.nodes.size());
+    out.assign(static_cast<size_t>(nn) * kFwnStride, 0.0);
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < nn; ++i) {
+        const int32_t first = bd.node_first[i], end = first + bd.node_count[i];
+        V3 N{0, 0, 0}, weighted{0, 0, 0}, mean{0, 0, 0};
+        double area = 0;
+        for (int32_t t = first; t < end; ++t) {
+            const V3 a = load3(tris.data(), 3 * int64_t(t)), b = load3(tris.data(), 3 * int64_t(t) + 1),
+                     c = load3(tris.data(), 3 * int64_t(t) + 2);
+            const V3 an = cross(b - a, c - a) * 0.5;
+            const double at = length(an);
+            const V3 ct = (a + b + c) * (1.0 / 3.0);
+            N = N + an;
+            area += at;
+            weighted = weighted + ct * at;
+            mean = mean + ct;
+        }
+        const V3 p = area > 0 ? weighted * (1.0 / area) : mean * (1.0 / (end - first));
+        double r2 = 0, C[9] = {};
+        for (int32_t t = first; t < end; ++t) {
+            V3 v[3];
+            for (int c = 0; c < 3; ++c) {
+                v[c] = load3(tris.data(), 3 * int64_t(t) + c);
+                r2 = std::max(r2, length_sq(v[c] - p));
+            }
+            const V3 an = cross(v[1] - v[0], v[2] - v[0]) * 0.5;
+            const V3 d = (v[0] + v[1] + v[2]) * (1.0 / 3.0) - p;
+            const double dd[3] = {d.x, d.y, d.z}, nn3[3] = {an.x, an.y, an.z};
+            for (int r = 0; r < 3; ++r)
+                for (int c = 0; c < 3; ++c) C[3 * r + c] += dd[r] * nn3[c];
+        }
+        double* f = out.data() + i * kFwnStride;
+        f[0] = N.x, f[1] = N.y, f[2] = N.z;
+        f[3] = p.x, f[4] = p.y, f[5] = p.z;
+        f[6] = std::sqrt(r2);
+        for (int k = 0; k < 9; ++k) f[7 + k] = C[k];
+    }
+}
+
+template <typename Dst>
+std::vector<Dst> convert(const std::vector<double>& src) {
+    return std::vector<Dst>(src.begin(), src.end());
+}
+
+}  // namespace
+
+MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size) {
+    if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
+    if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
+    if (leaf_size < 1 || leaf_size > 64) throw std::invalid_argument("build_mesh_bvh: leaf_size must be in [1, 64]");
+    Builder bd{vertices, faces, leaf_size};
+    bd.tri_box.resize(nf);
+    bd.centroid.resize(nf);
+    bd.order.resize(nf);
+    for (int64_t f = 0; f < nf; ++f) {
+        Box b;
+        std::array<double, 3> c{0, 0, 0};
+        for (int k = 0; k < 3; ++k) {
+            const double* p = bd.vert(f, k);
+            b.grow(p);
+            for (int j = 0; j < 3; ++j) c[j] += p[j] / 3.0;
+        }
+        bd.tri_box[f] = b;
+        bd.centroid[f] = c;
+        bd.order[f] = static_cast<int32_t>(f);
+    }
+    bd.nodes.reserve(2 * nf / std::max(1, leaf_size / 2) + 1);
+    bd.build(0, static_cast<int32_t>(nf), 0);
+
+    MeshBvhHost h;
+    h.depth = bd.max_depth;
+    h.face_ids = bd.order;
+    h.tris_d.resize(static_cast<size_t>(nf) * 9);
+    for (int64_t i = 0; i < nf; ++i)
+        for (int c = 0; c < 3; ++c)
+            for (int k = 0; k < 3; ++k) h.tris_d[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
+    compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
+    compute_fwn(bd, h.tris_d, h.fwn_d);
+    h.tris_f = convert<float>(h.tris_d);
+    h.pseudonormals_f = convert<float>(h.pseudonormals_d);
+    h.fwn_f = convert<float>(h.fwn_d);
+    // The float far-field radius is rounded up so the "far enough" test stays conservative.
+    for (size_t i = 0; i < bd.nodes.size(); ++i) h.fwn_f[i * kFwnStride + 6] = round_up(h.fwn_d[i * kFwnStride + 6]);
+    h.nodes = std::move(bd.nodes);
+    return h;
+}
+
+template <>
+MeshView<float> MeshBvhHost::view<float>() const {
+    return {nodes.data(), tris_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+}
+template <>
+MeshView<double> MeshBvhHost::view<double>() const {
+    return {nodes.data(), tris_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+}
+
+}  // namespace nis

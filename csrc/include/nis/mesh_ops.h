@@ -1,0 +1,52 @@
+// Host side of the mesh queries: the BVH as built on the CPU (flat arrays in
+// both precisions), the builder, and the launchers of each backend.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "bvh.h"
+
+namespace nis {
+
+// A built mesh BVH. Triangle data is kept in float32 and float64 so that each
+// query precision reads triangles of its own precision (float64 is exact).
+struct MeshBvhHost {
+    std::vector<BvhNode> nodes;
+    std::vector<int32_t> face_ids;
+    std::vector<float> tris_f, pseudonormals_f, fwn_f;
+    std::vector<double> tris_d, pseudonormals_d, fwn_d;
+    int32_t depth = 0;
+
+    template <typename T> MeshView<T> view() const;
+};
+
+// vertices [nv, 3] float64, faces [nf, 3] int32 (indices already validated).
+MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size);
+
+namespace cpu {
+template <typename T>
+void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
+                  T* out_points, int32_t* out_face);
+template <typename T>
+void mesh_winding(const MeshView<T>& m, const T* points, int64_t n, T beta, T* out_winding);
+template <typename T>
+void mesh_intersect(const MeshView<T>& m, const T* origins, const T* directions, int64_t n, T* out_t,
+                    int32_t* out_face);
+}  // namespace cpu
+
+namespace cuda {
+// The BVH copied to the GPU once; frees its device memory when destroyed.
+class DeviceMesh;
+std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host);
+template <typename T>
+void mesh_closest(const DeviceMesh& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
+                  T* out_points, int32_t* out_face, void* stream);
+template <typename T>
+void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* stream);
+template <typename T>
+void mesh_intersect(const DeviceMesh& m, const T* origins, const T* directions, int64_t n, T* out_t,
+                    int32_t* out_face, void* stream);
+}  // namespace cuda
+
+}  // namespace nis

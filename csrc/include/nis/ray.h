@@ -1,0 +1,94 @@
+// Ray-mesh intersection on the triangle BVH: the closest hit along o + t d, t >= 0.
+#pragma once
+#include "bvh.h"
+
+namespace nis {
+
+// t of the hit of o + t d with triangle abc (both sides), or `miss` if none in [0, miss).
+// Moller & Trumbore 1997; the barycentric tests are inclusive so edges are hit.
+template <typename T>
+NIS_HD T ray_triangle(Vec3<T> o, Vec3<T> d, Vec3<T> a, Vec3<T> b, Vec3<T> c, T miss) {
+    const Vec3<T> e1 = b - a, e2 = c - a;
+    const Vec3<T> pv = cross(d, e2);
+    const T det = dot(e1, pv);
+    if (det == T(0)) return miss;  // parallel to the plane, or a degenerate triangle
+    const T inv = T(1) / det;
+    const Vec3<T> tv = o - a;
+    const T u = dot(tv, pv) * inv;
+    if (u < T(0) || u > T(1)) return miss;
+    const Vec3<T> qv = cross(tv, e1);
+    const T v = dot(d, qv) * inv;
+    if (v < T(0) || u + v > T(1)) return miss;
+    const T t = dot(e2, qv) * inv;
+    return (t >= T(0) && t < miss) ? t : miss;
+}
+
+// Entry t of the ray into the box, clipped to [0, t_max); t_max when it misses.
+template <typename T>
+NIS_HD T ray_box(const BvhNode& n, Vec3<T> o, Vec3<T> inv_d, T t_max) {
+    const T o3[3] = {o.x, o.y, o.z}, inv3[3] = {inv_d.x, inv_d.y, inv_d.z};
+    T t0 = T(0), t1 = t_max;
+    for (int k = 0; k < 3; ++k) {
+        T lo = (T(n.lo[k]) - o3[k]) * inv3[k];
+        T hi = (T(n.hi[k]) - o3[k]) * inv3[k];
+        // 0 * inf (origin on a slab plane of an axis-parallel ray) is NaN: such a
+        // slab does not constrain t, and the comparisons below ignore NaN.
+        if (lo > hi) {
+            const T s = lo;
+            lo = hi;
+            hi = s;
+        }
+        if (lo > t0) t0 = lo;
+        if (hi < t1) t1 = hi;
+    }
+    return t0 <= t1 ? t0 : t_max;
+}
+
+template <typename T>
+struct RayHit {
+    T t;          // inf-like `t_max` when nothing was hit
+    int32_t tri;  // BVH-order triangle, -1 on a miss
+};
+
+template <typename T>
+NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
+    // An axis-parallel ray gets an infinite reciprocal: the slab test handles it.
+    const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
+    RayHit<T> best{t_max, -1};
+    int32_t stack_node[kBvhStackSize];
+    T stack_t[kBvhStackSize];
+    int sp = 0;
+    stack_t[sp] = ray_box(m.nodes[0], o, inv_d, t_max);
+    stack_node[sp++] = 0;
+    while (sp > 0) {
+        --sp;
+        if (!(stack_t[sp] < best.t)) continue;
+        const BvhNode node = m.nodes[stack_node[sp]];
+        if (bvh_is_leaf(node)) {
+            const int32_t end = node.a - node.b;
+            for (int32_t t = node.a; t < end; ++t) {
+                Vec3<T> a, b, c;
+                load_triangle(m, t, a, b, c);
+                const T th = ray_triangle(o, d, a, b, c, best.t);
+                if (th < best.t) best = {th, t};
+            }
+            continue;
+        }
+        const T tl = ray_box(m.nodes[node.a], o, inv_d, best.t);
+        const T tr = ray_box(m.nodes[node.b], o, inv_d, best.t);
+        const bool left_first = tl <= tr;
+        const int32_t near_child = left_first ? node.a : node.b, far_child = left_first ? node.b : node.a;
+        const T near_t = left_first ? tl : tr, far_t = left_first ? tr : tl;
+        if (far_t < best.t) {
+            stack_node[sp] = far_child;
+            stack_t[sp++] = far_t;
+        }
+        if (near_t < best.t) {
+            stack_node[sp] = near_child;
+            stack_t[sp++] = near_t;
+        }
+    }
+    return best;
+}
+
+}  // namespace nis

@@ -1,0 +1,78 @@
+// Generalised winding number (Jacobson et al. 2013) evaluated fast (Barill et
+// al. 2018): exact solid angles for triangles near the query, a second-order
+// dipole expansion of every BVH node that is far enough away.
+//
+// Node data (kFwnStride values, built in bvh_build.cpp):
+//   N  = sum over triangles of the area vector a_t n_t (= cross(b-a, c-a) / 2),
+//   p  = area-weighted centre of the triangles' centroids,
+//   r  = radius around p holding every vertex of the node,
+//   C  = sum_t (c_t - p) (a_t n_t)^T, row-major (first moment; exact for flat triangles).
+// Far field, with d = p - q:  Omega ~= N.d/|d|^3 + tr(C)/|d|^3 - 3 d^T C d / |d|^5.
+// "Far" means |d| > beta * r; beta = 2 keeps the error far below what the sign needs.
+#pragma once
+#include "bvh.h"
+
+namespace nis {
+
+// Signed solid angle of triangle abc seen from q (van Oosterom & Strackee 1983),
+// positive when q is behind the triangle (on the side its normal points away from).
+template <typename T>
+NIS_HD T triangle_solid_angle(Vec3<T> q, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
+    a = a - q;
+    b = b - q;
+    c = c - q;
+    const T la = length(a), lb = length(b), lc = length(c);
+    const T num = dot(a, cross(b, c));
+    const T den = la * lb * lc + dot(a, b) * lc + dot(b, c) * la + dot(c, a) * lb;
+    return T(2) * std::atan2(num, den);
+}
+
+// Solid angle of a node's far-field expansion, seen from q.
+template <typename T>
+NIS_HD T fwn_far_field(const T* f, Vec3<T> q) {
+    const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
+    const T r2 = length_sq(d);
+    const T inv_r = T(1) / std::sqrt(r2);
+    const T inv_r3 = inv_r * inv_r * inv_r;
+    const T* C = f + 7;
+    const Vec3<T> Cd = make_vec3(C[0] * d.x + C[1] * d.y + C[2] * d.z, C[3] * d.x + C[4] * d.y + C[5] * d.z,
+                                 C[6] * d.x + C[7] * d.y + C[8] * d.z);
+    const T order1 = f[0] * d.x + f[1] * d.y + f[2] * d.z;
+    const T order2 = (C[0] + C[4] + C[8]) - T(3) * dot(d, Cd) / r2;
+    return (order1 + order2) * inv_r3;
+}
+
+// Winding number of the mesh at q: ~1 inside a closed outward-oriented surface,
+// ~0 outside, fractional near holes, summed over overlapping parts.
+template <typename T>
+NIS_HD T winding_number(const MeshView<T>& m, Vec3<T> q, T beta) {
+    const T beta2 = beta * beta;
+    T omega = T(0);
+    int32_t stack[kBvhStackSize];
+    int sp = 0;
+    stack[sp++] = 0;
+    while (sp > 0) {
+        const int32_t idx = stack[--sp];
+        const T* f = m.fwn + static_cast<int64_t>(idx) * kFwnStride;
+        const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
+        if (length_sq(d) > beta2 * f[6] * f[6]) {
+            omega += fwn_far_field(f, q);
+            continue;
+        }
+        const BvhNode node = m.nodes[idx];
+        if (bvh_is_leaf(node)) {
+            const int32_t end = node.a - node.b;
+            for (int32_t t = node.a; t < end; ++t) {
+                Vec3<T> a, b, c;
+                load_triangle(m, t, a, b, c);
+                omega += triangle_solid_angle(q, a, b, c);
+            }
+            continue;
+        }
+        stack[sp++] = node.b;
+        stack[sp++] = node.a;
+    }
+    return omega * T(0.07957747154594767);  // 1 / (4 pi)
+}
+
+}  // namespace nis
