@@ -62,7 +62,7 @@ def _dot(a, b):
     return np.einsum("...k,...k->...", a, b)
 
 
-def _closest_on_segments(p, a, b):
+def _closest_on_segments_broadcast(p, a, b):
     """Closest points of p ([P,1,3]) on segments a-b ([1,T,3]); zero-length segments give a."""
     ab = b - a
     len2 = _dot(ab, ab)
@@ -84,7 +84,7 @@ def _closest_on_triangles(p, a, b, c):
     best = np.where(inside[..., None], proj, np.inf)
     best_d2 = np.where(inside, _dot(proj - p, proj - p), np.inf)
     for u, v in ((a, b), (b, c), (c, a)):
-        q = _closest_on_segments(p, u, v)
+        q = _closest_on_segments_broadcast(p, u, v)
         d2 = _dot(q - p, q - p)
         closer = d2 < best_d2
         best = np.where(closer[..., None], q, best)
