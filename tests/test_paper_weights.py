@@ -95,3 +95,32 @@ def test_a_wrong_normalisation_is_detected():
     mesh.transform = nf.mesh.Normalization(mesh.transform.center, mesh.transform.scale * 1.05)
     on, cube, chamfer = _surface_fit(shape, mesh)
     assert on > 0.01 and chamfer > 0.01, (on, chamfer)
+
+
+class _ExactShape:
+    """A 'network' that is the exact SDF: every metric must be ~0 for it."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, mesh):
+        self.exact = nf.MeshSDF(mesh, space="unit")
+
+    def sdf(self, points, space="unit"):
+        return self.exact.sdf(points)
+
+
+def test_metrics_are_zero_for_the_exact_sdf_and_small_for_the_paper():
+    pytest.importorskip("nis_fast.sdf", reason="nis_fast.sdf (MeshSDF) is not in this build yet")
+    from nis_fast import metrics
+
+    mesh = nf.load_mesh(MESHES / "thingi10k_70375.stl", warn=False)
+    exact = nf.MeshSDF(mesh, space="unit").sdf
+    kw = dict(sdf_fn=exact)
+    perfect = _ExactShape(mesh)
+    assert metrics.surface_error(perfect, mesh, n=5000) < 1e-6
+    assert metrics.grid_l1(perfect, mesh, resolution=24, **kw) == 0
+    assert metrics.importance_l1(perfect, mesh, n=5000, pool_size=50_000, **kw) == 0
+    paper = nf.load(weights_path("thingi10k_70375_sf.h5"))
+    assert 1e-5 < metrics.surface_error(paper, mesh, n=5000) < 1e-3
+    assert 1e-4 < metrics.importance_l1(paper, mesh, n=5000, pool_size=50_000, **kw) < 0.01
+    assert 1e-3 < metrics.grid_l1(paper, mesh, resolution=24, **kw) < 0.3
