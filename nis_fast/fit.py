@@ -167,47 +167,73 @@ def _cosine_lr(config: FitConfig, epoch: int) -> float:
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * t))
 
 
+def _single_shape(step_fn):
+    """Give a one-network loss-and-gradient function the stacked interface of the kernels (S = 1)."""
+
+    def stacked(params, x, target):
+        if len(params) != 1:
+            raise ValueError("the PyTorch training path fits one shape at a time")
+        loss, grad = step_fn(params[0], x[0], target[0])
+        return loss[None], grad[None]
+
+    return stacked
+
+
 def train(params, points, targets, config: FitConfig, seed: int = 0, progress=None, callback=None):
-    """Train flat `params` (in place) on (points, targets) with Adam; returns the per-epoch losses."""
-    device = params.device
+    """Train S networks in place with Adam, each on its own samples; returns per-epoch losses [epochs][S].
+
+    params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
+    callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr schedule.
+    """
+    S, n, device = len(params), points.shape[1], params.device
     kernels = _fused_kernels() if device.type == "cuda" else None
     if kernels:
         loss_and_grad, adam_step = kernels
     else:
-        loss_and_grad, adam_step = TorchLossGrad(config.batch_size, device), adam_step_torch
+        loss_and_grad, adam_step = _single_shape(TorchLossGrad(config.batch_size, device)), adam_step_torch
     m, v = torch.zeros_like(params), torch.zeros_like(params)
     shuffle = torch.Generator().manual_seed(int(seed) + 1)
-    plateau, lr, step, n = _Plateau(config), config.lr, 0, len(points)
+    plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
-    losses = []
+    history = []
     bar = _progress_bar(config.epochs, progress)
     for epoch in range(config.epochs):
         if config.schedule == "cosine":
-            lr = _cosine_lr(config, epoch)
-        order = torch.randperm(n, generator=shuffle).to(device)
-        torch.index_select(points, 0, order, out=epoch_x)
-        torch.index_select(targets, 0, order, out=epoch_t)
-        total = torch.zeros((), dtype=torch.float64, device=device)
+            lrs = [_cosine_lr(config, epoch)] * S
+        for s in range(S):  # one shuffle per shape and epoch, as Keras does
+            order = torch.randperm(n, generator=shuffle).to(device)
+            torch.index_select(points[s], 0, order, out=epoch_x[s])
+            torch.index_select(targets[s], 0, order, out=epoch_t[s])
+        total = torch.zeros(S, dtype=torch.float64, device=device)
         for start in range(0, n, config.batch_size):
-            xb, tb = epoch_x[start:start + config.batch_size], epoch_t[start:start + config.batch_size]
+            stop = min(start + config.batch_size, n)
+            xb, tb = epoch_x[:, start:stop], epoch_t[:, start:stop]
+            if S > 1:  # a batch of a stack is strided; the kernels want it contiguous
+                xb, tb = xb.contiguous(), tb.contiguous()
             loss, grad = loss_and_grad(params, xb, tb)
             step += 1
-            adam_step(params, grad, m, v, step, lr, config.adam_beta1, config.adam_beta2, config.adam_eps)
-            total += loss.detach().double() * len(xb)
-        epoch_loss = float(total) / n
-        if not math.isfinite(epoch_loss):
-            raise FloatingPointError(f"fit: the loss became {epoch_loss} at epoch {epoch + 1}; lower the lr")
-        losses.append(epoch_loss)
-        if callback is not None:
-            callback(epoch, epoch_loss, lr)
+            hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
+            if len(set(lrs)) == 1:
+                adam_step(params, grad, m, v, step, lrs[0], *hyper)
+            else:  # plateau cuts made the shapes' lrs differ
+                for s in range(S):
+                    adam_step(params[s], grad[s], m[s], v[s], step, lrs[s], *hyper)
+            total += loss.detach().double() * (stop - start)
+        losses = (total / n).tolist()
+        if not all(math.isfinite(x) for x in losses):
+            raise FloatingPointError(f"fit: the loss became {losses} at epoch {epoch + 1}; lower the lr")
+        history.append(losses)
+        for s in range(S):
+            if callback is not None:
+                callback(s, epoch, losses[s], lrs[s])
+            if config.schedule == "plateau":
+                lrs[s] = plateaus[s].next_lr(losses[s], lrs[s])
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{epoch_loss:.2e}", lr=f"{lr:.1e}")
-        if config.schedule == "plateau":
-            lr = plateau.next_lr(epoch_loss, lr)
+            bar.set_postfix(loss=f"{max(losses):.2e}", lr=f"{max(lrs):.1e}")
     if bar is not None:
         bar.close()
-    return losses
+    return history
 
 
 def _progress_bar(total, progress):
@@ -264,31 +290,50 @@ def _torch_threads(threads):
         torch.set_num_threads(before)
 
 
-def _fit(mesh, config, device, seed, progress, callback):
+def _samples(mesh, config, device, seed):
+    """(points, targets, transform, source, seconds) of one shape's training set."""
     t0 = time.perf_counter()
     sdf_fn, transform, source = _target(mesh, device)
     points, targets = importance_samples(sdf_fn, config.n_samples, config.pool_size, config.beta, seed, device)
-    t1 = time.perf_counter()
-    params = torch.from_numpy(network.glorot_uniform(seed)).to(device)
-    losses = train(params, points, targets, config, seed, progress, callback)
-    t2 = time.perf_counter()
-    metadata = {
-        "recipe": {**config.to_dict(), "seed": seed, "device": str(device), "torch_threads": torch.get_num_threads(),
-                   "final_loss": losses[-1],
-                   "seconds": {"sampling": round(t1 - t0, 3), "training": round(t2 - t1, 3)}},
-        "source": source,
-    }
-    return NeuralSDF(params, transform, metadata)
+    return points, targets, transform, source, time.perf_counter() - t0
+
+
+def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
+    recipe = {**config.to_dict(), "seed": seed, "device": str(device), "torch_threads": torch.get_num_threads(),
+              "final_loss": final_loss, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    return NeuralSDF(params, transform, {"recipe": recipe, "source": source})
+
+
+def _fit(mesh, config, device, seed, progress, callback):
+    points, targets, transform, source, sampling_s = _samples(mesh, config, device, seed)
+    t0 = time.perf_counter()
+    params = torch.from_numpy(network.glorot_uniform(seed)).to(device)[None]
+    per_shape = None if callback is None else (lambda s, epoch, loss, lr: callback(epoch, loss, lr))
+    history = train(params, points[None], targets[None], config, seed, progress, per_shape)
+    seconds = {"sampling": sampling_s, "training": time.perf_counter() - t0}
+    return _shape(params[0], transform, source, config, device, seed, history[-1][0], seconds)
 
 
 def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0, progress=None,
              callback=None) -> list[NeuralSDF]:
-    """Fit several shapes (shape i with seed + i). callback(index, epoch, loss, lr).
+    """Fit several shapes (shape i with seed + i); callback(index, epoch, loss, lr).
 
-    A loop of fit(); the batched multi-shape kernels are used only through fit() today.
+    On CUDA with nis_fast.kernels: all shapes train together, one kernel launch per step for the
+    whole stack ([S, 7553] parameters). Elsewhere: one fit() after another.
     """
-    shapes = []
-    for i, mesh in enumerate(meshes):
-        per_shape = None if callback is None else (lambda e, loss, lr, i=i: callback(i, e, loss, lr))
-        shapes.append(fit(mesh, config, device, seed + i, progress, per_shape))
-    return shapes
+    config = config or FitConfig()
+    device = torch.device(device) if device is not None else default_device()
+    meshes = list(meshes)
+    if device.type != "cuda" or _fused_kernels() is None or len(meshes) < 2:
+        return [fit(mesh, config, device, seed + i, progress,
+                    None if callback is None else (lambda e, loss, lr, i=i: callback(i, e, loss, lr)))
+                for i, mesh in enumerate(meshes)]
+    sets = [_samples(mesh, config, device, seed + i) for i, mesh in enumerate(meshes)]
+    t0 = time.perf_counter()
+    params = torch.stack([torch.from_numpy(network.glorot_uniform(seed + i)) for i in range(len(meshes))]).to(device)
+    history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seed,
+                    progress, callback)
+    training_s = (time.perf_counter() - t0) / len(meshes)  # shared: each shape's share of the batched run
+    return [_shape(params[i], transform, source, config, device, seed + i, history[-1][i],
+                   {"sampling": sampling_s, "training_share": training_s})
+            for i, (_, _, transform, source, sampling_s) in enumerate(sets)]
