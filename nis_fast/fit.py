@@ -133,6 +133,20 @@ def adam_step_torch(params, grad, m, v, step: int, lr: float, beta1: float, beta
     params.addcdiv_(m, v.sqrt().add_(eps), value=-step_size)
 
 
+def _step_functions(device, batch_size):
+    """(loss_and_grad, adam_step) on the stacked interface: the fused kernels on CUDA when they
+    import, else the PyTorch path (one shape)."""
+    kernels = _fused_kernels() if device.type == "cuda" else None
+    if kernels:
+        return kernels
+    return _single_shape(TorchLossGrad(batch_size, device)), adam_step_torch
+
+
+def training_backend(device) -> str:
+    """Which training path fit() takes on `device`: 'triton' (fused kernels) or 'torch'."""
+    return "triton" if torch.device(device).type == "cuda" and _fused_kernels() else "torch"
+
+
 def _fused_kernels():
     """(mlp_loss_and_grad, adam_step_) from nis_fast.kernels, or None when they do not import."""
     try:
@@ -186,11 +200,7 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr schedule.
     """
     S, n, device = len(params), points.shape[1], params.device
-    kernels = _fused_kernels() if device.type == "cuda" else None
-    if kernels:
-        loss_and_grad, adam_step = kernels
-    else:
-        loss_and_grad, adam_step = _single_shape(TorchLossGrad(config.batch_size, device)), adam_step_torch
+    loss_and_grad, adam_step = _step_functions(device, config.batch_size)
     m, v = torch.zeros_like(params), torch.zeros_like(params)
     shuffle = torch.Generator().manual_seed(int(seed) + 1)
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
@@ -299,7 +309,8 @@ def _samples(mesh, config, device, seed):
 
 
 def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
-    recipe = {**config.to_dict(), "seed": seed, "device": str(device), "torch_threads": torch.get_num_threads(),
+    recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": training_backend(device),
+              "torch_threads": torch.get_num_threads(),
               "final_loss": final_loss, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     return NeuralSDF(params, transform, {"recipe": recipe, "source": source})
 

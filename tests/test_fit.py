@@ -144,3 +144,28 @@ def test_fit_a_real_mesh(tmp_path):
     surface = torch.from_numpy(nf.sampling.surface_samples(mesh, 5000, seed=1).astype(np.float32))
     random = torch.rand(5000, 3) * 2 - 1
     assert shape.sdf(surface, "unit").abs().mean() < 0.2 * shape.sdf(random, "unit").abs().mean()
+
+
+def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
+    """fit_many's batched path (the fused kernels on an [S, 7553] stack), run here by Triton's
+    interpreter: shape 0 of the stack gets the same shuffle as a lone torch-path run, so its
+    weights after one epoch must agree."""
+    kernels = pytest.importorskip("nis_fast.kernels")
+    if not hasattr(kernels, "mlp_loss_and_grad"):
+        pytest.skip("nis_fast.kernels has no mlp_loss_and_grad in this build")
+    if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no GPU and TRITON_INTERPRET is not set")
+    fit_module = __import__("sys").modules["nis_fast.fit"]
+    config = FitConfig(n_samples=1000, pool_size=5000, epochs=1, batch_size=500, lr=3e-3)
+    sets = [importance_samples(f, 1000, 5000, seed=i) for i, f in enumerate([sphere, box])]
+    start = torch.stack([torch.from_numpy(network.glorot_uniform(i)) for i in range(2)])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    stacked = start.clone().to(device)
+    monkeypatch.setattr(fit_module, "_step_functions", lambda dev, b: (kernels.mlp_loss_and_grad, kernels.adam_step_))
+    fit_module.train(stacked, torch.stack([s[0] for s in sets]).to(device), torch.stack([s[1] for s in sets]).to(device),
+                     config)
+    monkeypatch.undo()
+    alone = start[:1].clone()
+    fit_module.train(alone, sets[0][0][None], sets[0][1][None], config)
+    assert torch.allclose(stacked[0].cpu(), alone[0], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(stacked[1].cpu(), start[1])
