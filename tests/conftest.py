@@ -28,3 +28,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch CPU thread, then restore: on a shared 2-core machine two OpenMP
+    threads working on 32-wide layers mostly wait for each other (10x slower seen)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

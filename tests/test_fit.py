@@ -11,15 +11,8 @@ from nis_fast.fit import FitConfig, TorchLossGrad, _Plateau, adam_step_torch
 from nis_fast.sampling import importance_samples
 
 # One thread: tests share a small machine, where two OpenMP threads on 32-wide layers mostly wait.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = FitConfig(pool_size=100_000, n_samples=40_000, epochs=12, batch_size=1024, lr=4e-3, schedule="cosine", threads=1)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sphere(p):

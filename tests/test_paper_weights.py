@@ -12,6 +12,9 @@ from conftest import MESHES, PAPER_WEIGHTS
 from nis_fast import network
 from nis_fast.sampling import surface_samples
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 IDS = ["32770", "37825", "70375"]
 
 

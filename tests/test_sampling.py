@@ -7,6 +7,9 @@ import trimesh
 from nis_fast.sampling import importance_samples, surface_samples
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def sphere(p):
     return p.norm(dim=-1) - 0.5
 
