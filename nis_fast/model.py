@@ -73,18 +73,19 @@ class NeuralSDF:
         io.save(path, self.params, self.transform, self.metadata, dtype=dtype)
 
     def render(self, width: int = 512, height: int = 512, camera=None, **opts) -> np.ndarray:
-        """(height, width, 3) uint8 image by sphere tracing (nis_fast.decode)."""
+        """(height, width, 3) uint8 image by sphere tracing, in the unit frame (nis_fast.decode.render)."""
         from . import decode
 
         return decode.render(self.params, width, height, camera=camera, **opts)
 
-    def to_mesh(self, resolution: int = 256):
-        """Marching-cubes mesh of the zero level set, in world coordinates (trimesh.Trimesh)."""
+    def to_mesh(self, resolution: int = 256, **opts):
+        """Marching-cubes mesh of the zero level set, in world coordinates (trimesh.Trimesh);
+        opts go to nis_fast.decode.to_mesh."""
         import trimesh
 
         from . import decode
 
-        vertices, faces = decode.to_mesh(self.params, resolution=resolution)
+        vertices, faces = decode.to_mesh(self.params, resolution=resolution, **opts)
         vertices = self.transform.to_world(np.asarray(vertices, dtype=np.float64))
         return trimesh.Trimesh(vertices, np.asarray(faces), process=False)
 

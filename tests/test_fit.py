@@ -162,3 +162,26 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     fit_module.train(alone, sets[0][0][None], sets[0][1][None], config)
     assert torch.allclose(stacked[0].cpu(), alone[0], rtol=1e-4, atol=1e-6)
     assert not torch.allclose(stacked[1].cpu(), start[1])
+
+
+def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
+    """NeuralSDF hands its parameters to nis_fast.decode and maps the mesh back to world units."""
+    import sys
+    import types
+
+    calls = {}
+    fake = types.ModuleType("nis_fast.decode")
+
+    def to_mesh(params, resolution=256, **kw):
+        calls["mesh"] = (params, resolution, kw)
+        return np.array([[0.0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]]), np.array([[0, 1, 2]])  # unit frame
+
+    fake.to_mesh = to_mesh
+    fake.render = lambda params, width, height, camera=None, **kw: (width, height, kw)
+    monkeypatch.setitem(sys.modules, "nis_fast.decode", fake)
+    monkeypatch.setattr(nf, "decode", fake, raising=False)
+    shape = nf.NeuralSDF(torch.zeros(network.N_PARAMS), nf.mesh.Normalization(np.array([1.0, 2.0, 3.0]), 0.5))
+    mesh = shape.to_mesh(resolution=64, level=0.01)
+    assert calls["mesh"][1:] == (64, {"level": 0.01}) and calls["mesh"][0] is shape.params
+    assert np.allclose(mesh.vertices, [[1, 2, 3], [2.8, 2, 3], [1, 3.8, 3]]) and mesh.faces.tolist() == [[0, 1, 2]]
+    assert shape.render(32, 24, shading="normals") == (32, 24, {"shading": "normals"})
