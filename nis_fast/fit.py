@@ -73,10 +73,10 @@ class FitConfig:
 
     @classmethod
     def fast(cls) -> "FitConfig":
-        """A cheaper recipe for the CPU: a 2e6 pool (5x fewer exact distances), 40 epochs at batch
-        4096 with a cosine decay from lr 3e-3 (about 40% of the paper's sample-passes, each ~1.3x
-        cheaper). Measured by benchmarks/bench_fit_accuracy.py against the paper's released networks."""
-        return cls(pool_size=2_000_000, n_samples=1_000_000, epochs=40, batch_size=4096, lr=3e-3, schedule="cosine")
+        """A cheaper recipe for the CPU: a 2e6 pool (5x fewer exact distances) and 30 epochs with a
+        cosine decay from lr 2e-3 (30% of the paper's sample-passes). On thingi10k_32770 it beat the
+        paper's released network on all three metrics (benchmarks/bench_fit_accuracy.py)."""
+        return cls(pool_size=2_000_000, n_samples=1_000_000, epochs=30, batch_size=2048, lr=2e-3, schedule="cosine")
 
     @classmethod
     def quick(cls) -> "FitConfig":
