@@ -31,6 +31,10 @@ from .model import NeuralSDF
 from .sampling import importance_samples
 
 
+# FitConfig.precision -> the fused kernels' name for it (accumulation is float32 in all).
+_KERNEL_PRECISION = {"float32": "fp32", "tf32": "tf32", "float16": "fp16", "bfloat16": "bf16"}
+
+
 @dataclass
 class FitConfig:
     """A training recipe. FitConfig() is the paper's; see fast() and quick()."""
@@ -49,7 +53,7 @@ class FitConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
-    precision: str = "float32"
+    precision: str = "float32"  # matmul operands: float32 | tf32 | float16 | bfloat16 (not float32: CUDA kernels only)
     threads: int | None = None  # CPU threads for torch during the fit (None: leave torch's setting)
 
     def __post_init__(self):
@@ -59,8 +63,8 @@ class FitConfig:
             bad.append(f"schedule={self.schedule!r} (expected 'plateau' or 'cosine')")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
-        if self.precision != "float32":
-            bad.append(f"precision={self.precision!r} (only 'float32' is implemented)")
+        if self.precision not in _KERNEL_PRECISION:
+            bad.append(f"precision={self.precision!r} (expected one of {sorted(_KERNEL_PRECISION)})")
         if not (0 < self.plateau_factor <= 1 and 0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             bad.append("plateau_factor must be in (0, 1], adam betas in [0, 1)")
         if bad:
@@ -134,13 +138,18 @@ def adam_step_torch(params, grad, m, v, step: int, lr: float, beta1: float, beta
     params.addcdiv_(m, v.sqrt().add_(eps), value=-step_size)
 
 
-def _step_functions(device, batch_size):
+def _step_functions(device, config: FitConfig):
     """(loss_and_grad, adam_step) on the stacked interface: the fused kernels on CUDA when they
-    import, else the PyTorch path (one shape)."""
+    import, else the PyTorch path (one shape, float32)."""
     kernels = _fused_kernels() if device.type == "cuda" else None
     if kernels:
-        return kernels
-    return _single_shape(TorchLossGrad(batch_size, device)), adam_step_torch
+        loss_and_grad, adam_step = kernels
+        precision = _KERNEL_PRECISION[config.precision]
+        return (lambda params, x, target: loss_and_grad(params, x, target, precision=precision)), adam_step
+    if config.precision != "float32":
+        raise ValueError(f"FitConfig.precision={config.precision!r} needs the fused kernels on a CUDA device; "
+                         f"training on {device} runs the PyTorch path in float32")
+    return _single_shape(TorchLossGrad(config.batch_size, device)), adam_step_torch
 
 
 def training_backend(device) -> str:
@@ -201,7 +210,7 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr schedule.
     """
     S, n, device = len(params), points.shape[1], params.device
-    loss_and_grad, adam_step = _step_functions(device, config.batch_size)
+    loss_and_grad, adam_step = _step_functions(device, config)
     m, v = torch.zeros_like(params), torch.zeros_like(params)
     shuffle = torch.Generator().manual_seed(int(seed) + 1)
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0

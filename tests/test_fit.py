@@ -75,6 +75,10 @@ def test_config_presets_and_validation():
         FitConfig(batch_size=0)
     with pytest.raises(ValueError, match="schedule"):
         FitConfig(schedule="linear")
+    with pytest.raises(ValueError, match="precision"):
+        FitConfig(precision="int8")
+    with pytest.raises(ValueError, match="fused kernels on a CUDA device"):
+        nf.fit(sphere, FitConfig(pool_size=1000, n_samples=100, epochs=1, precision="float16"), device="cpu")
 
 
 def test_same_seed_same_weights_bit_exact():
@@ -154,7 +158,8 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     start = torch.stack([torch.from_numpy(network.glorot_uniform(i)) for i in range(2)])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     stacked = start.clone().to(device)
-    monkeypatch.setattr(fit_module, "_step_functions", lambda dev, b: (kernels.mlp_loss_and_grad, kernels.adam_step_))
+    fused = (kernels.mlp_loss_and_grad, kernels.adam_step_)
+    monkeypatch.setattr(fit_module, "_step_functions", lambda dev, cfg: fused)
     fit_module.train(stacked, torch.stack([s[0] for s in sets]).to(device), torch.stack([s[1] for s in sets]).to(device),
                      config)
     monkeypatch.undo()
