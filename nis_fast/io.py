@@ -109,7 +109,8 @@ def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict |
     if not np.all(np.isfinite(values)):
         raise ValueError(f"save_nis: parameters are not all finite in {dtype} (NaN/inf or out of float16 range)")
     doc_text = json.dumps(_document(transform, metadata or {}), sort_keys=True)
-    blob = save({TENSOR_NAME: values}, metadata={"nis": doc_text, "nis_checksum": _checksum(doc_text, values.tobytes())})
+    checksum = _checksum(doc_text, values.tobytes())
+    blob = save({TENSOR_NAME: values}, metadata={"nis": doc_text, "nis_checksum": checksum})
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -143,7 +144,8 @@ def read_nis(path):
         fail(f"expected exactly one tensor named {TENSOR_NAME!r}, found {sorted(header)}")
     info = header[TENSOR_NAME]
     if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
-        fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {info.get('dtype') if isinstance(info, dict) else info!r}")
+        got = info.get("dtype") if isinstance(info, dict) else info
+        fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {got!r}")
     dtype = _DTYPES[info["dtype"]]
     if info.get("shape") != [network.N_PARAMS]:
         fail(f"tensor {TENSOR_NAME!r} has shape {info.get('shape')}, expected [{network.N_PARAMS}]")

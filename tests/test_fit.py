@@ -107,7 +107,8 @@ def test_short_fit_reaches_small_error(sdf):
 
 
 def test_world_space_scales_distances(tmp_path):
-    shape = nf.fit(sphere, FitConfig(pool_size=10_000, n_samples=2000, epochs=1, threads=1), device="cpu", progress=False)
+    config = FitConfig(pool_size=10_000, n_samples=2000, epochs=1, threads=1)
+    shape = nf.fit(sphere, config, device="cpu", progress=False)
     shape.transform = nf.mesh.Normalization(np.array([10.0, 0.0, 0.0]), 0.5)
     p = np.random.default_rng(0).normal(size=(50, 3))
     unit = shape.sdf((p - [10.0, 0.0, 0.0]) * 0.5, space="unit")
@@ -160,8 +161,8 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     stacked = start.clone().to(device)
     fused = (kernels.mlp_loss_and_grad, kernels.adam_step_)
     monkeypatch.setattr(fit_module, "_step_functions", lambda dev, cfg: fused)
-    fit_module.train(stacked, torch.stack([s[0] for s in sets]).to(device), torch.stack([s[1] for s in sets]).to(device),
-                     config)
+    points, targets = (torch.stack([s[k] for s in sets]).to(device) for k in (0, 1))
+    fit_module.train(stacked, points, targets, config)
     monkeypatch.undo()
     alone = start[:1].clone()
     fit_module.train(alone, sets[0][0][None], sets[0][1][None], config)

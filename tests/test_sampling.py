@@ -1,4 +1,5 @@
-"""The importance sampler draws |d| ~ exp(-beta |d|) x (pool density), reproducibly; surface samples are area-uniform."""
+"""The importance sampler draws |d| ~ exp(-beta |d|) x (pool density), reproducibly;
+surface samples are area-uniform."""
 import numpy as np
 import pytest
 import torch
