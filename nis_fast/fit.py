@@ -107,10 +107,13 @@ class TorchLossGrad:
         self.out = torch.empty(max_batch, 1, device=device, dtype=dtype)
         self.grad = torch.zeros(network.N_PARAMS, device=device, dtype=dtype)
         self.grad_layers = network.unflatten(self.grad)
+        self._layers_of = None  # (data_ptr, layer views) of the last params seen: views cost 6% of a step
 
     def __call__(self, params, x, target):
         b = len(x)
-        layers = network.unflatten(params)
+        if self._layers_of is None or self._layers_of[0] != params.data_ptr():
+            self._layers_of = (params.data_ptr(), network.unflatten(params))
+        layers = self._layers_of[1]
         acts = [x] + [h[:b] for h in self.hidden]
         for (w, bias), h_in, h_out in zip(layers[:-1], acts[:-1], acts[1:]):
             torch.addmm(bias, h_in, w, out=h_out).relu_()
