@@ -191,3 +191,15 @@ def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
     assert calls["mesh"][1:] == (64, {"level": 0.01}) and calls["mesh"][0] is shape.params
     assert np.allclose(mesh.vertices, [[1, 2, 3], [2.8, 2, 3], [1, 3.8, 3]]) and mesh.faces.tolist() == [[0, 1, 2]]
     assert shape.render(32, 24, shading="normals") == (32, 24, {"shading": "normals"})
+
+
+@pytest.mark.cuda
+def test_fit_and_fit_many_on_cuda():
+    shape = nf.fit(sphere, TINY, device="cuda", progress=False)
+    assert shape.params.is_cuda and shape.metadata["recipe"]["backend"] in ("triton", "torch")
+    points, d = importance_samples(sphere, 20_000, 200_000, seed=99, device="cuda")
+    assert (shape.sdf(points, space="unit") - d).abs().mean() < 0.006
+    shapes = nf.fit_many([sphere, box], TINY, device="cuda", progress=False)
+    for s, sdf in zip(shapes, [sphere, box]):
+        points, d = importance_samples(sdf, 20_000, 200_000, seed=99, device="cuda")
+        assert (s.sdf(points, space="unit") - d).abs().mean() < 0.006
