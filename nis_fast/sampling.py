@@ -6,8 +6,8 @@ probability proportional to exp(-beta |d|) (Davies et al. 2020: 1e7 -> 1e6, beta
 
 Memory: the pool is never held. It is generated chunk by chunk from one
 generator per chunk (seeded from `seed` and the chunk index), so only the pool's
-weights (4 bytes per point) are kept; the drawn points are re-generated from the
-same per-chunk generators instead of evaluating the SDF twice. The draw is an
+distances (4 bytes per point) are kept; the drawn points are re-generated from
+the same per-chunk generators instead of evaluating the SDF twice. The draw is an
 exact inverse-CDF draw over the whole pool (sorted uniforms split by chunk
 totals, then searchsorted in each chunk's cumulative weights, float64), so it
 has no category limit (torch.multinomial stops at 2^24) and runs on any device.
@@ -50,8 +50,11 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
     device = _device_of_sdf(device)
     sizes = [min(chunk, pool_size - start) for start in range(0, pool_size, chunk)]
 
-    # Pass 1: weights of every pool point, chunk by chunk.
-    weights, distances = [], []
+    def weights(d):  # float64: a 1e7-point cumulative sum needs the mantissa
+        return torch.exp(-beta * d.abs().double())
+
+    # Pass 1: distances of every pool point, chunk by chunk, and each chunk's total weight.
+    distances = []
     for i, count in enumerate(sizes):
         d = _as_tensor(sdf_fn(_chunk_points(seed, i, count, device)), device).to(torch.float32)
         if d.shape != (count,):
@@ -59,8 +62,7 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
         if not torch.isfinite(d).all():
             raise ValueError("sdf_fn returned NaN or infinite distances")
         distances.append(d)
-        weights.append(torch.exp(-beta * d.abs().double()))
-    totals = torch.stack([w.sum() for w in weights])
+    totals = torch.stack([weights(d).sum() for d in distances])
     bounds = torch.cumsum(totals, 0)
 
     # Pass 2: sorted uniforms over [0, total), split by chunk, inverse CDF inside each chunk.
@@ -74,7 +76,7 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
         if count == 0:
             continue
         offset = bounds[i - 1] if i else 0.0
-        cdf = torch.cumsum(weights[i], 0)
+        cdf = torch.cumsum(weights(distances[i]), 0)
         idx = torch.searchsorted(cdf, u[start:start + count] - offset, right=True).clamp_(max=sizes[i] - 1)
         points.append(_chunk_points(seed, i, sizes[i], device)[idx])
         picked.append(distances[i][idx])
