@@ -66,7 +66,7 @@ class NeuralSDF:
         if space == "world":
             d = d / self.transform.scale
         d = d.reshape(shape)
-        return d.detach().numpy() if as_numpy else d.to(points.device)
+        return d.detach().cpu().numpy() if as_numpy else d.to(points.device)
 
     def save(self, path, dtype: str = "float32"):
         """Write .nis (dtype float32 or float16) or Keras .h5, chosen by the extension; atomic."""

@@ -197,6 +197,7 @@ def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
 def test_fit_and_fit_many_on_cuda():
     shape = nf.fit(sphere, TINY, device="cuda", progress=False)
     assert shape.params.is_cuda and shape.metadata["recipe"]["backend"] in ("triton", "torch")
+    assert isinstance(shape.sdf(np.zeros((2, 3))), np.ndarray)  # numpy in -> numpy out, from a GPU model
     points, d = importance_samples(sphere, 20_000, 200_000, seed=99, device="cuda")
     assert (shape.sdf(points, space="unit") - d).abs().mean() < 0.006
     shapes = nf.fit_many([sphere, box], TINY, device="cuda", progress=False)
