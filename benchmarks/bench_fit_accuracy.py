@@ -62,7 +62,7 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="default: fast (quick with --quick)")
     p.add_argument("--meshes", nargs="+", default=MESH_IDS)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads during the fits (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for CPU fits (default: fit's, 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = p.parse_args()
     recipe = args.recipe or ("quick" if args.quick else "fast")
@@ -96,8 +96,7 @@ def main():
         targets = points.norm(dim=1) - 0.5
         batches = n // config.batch_size
         threads_before = torch.get_num_threads()
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads or 1)
         plain = plain_torch_epoch_seconds(config, points, targets, batches)
         ours_s = ours_epoch_seconds(config, points, targets, batches)
         torch.set_num_threads(threads_before)

@@ -54,7 +54,7 @@ class FitConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
     precision: str = "float32"  # matmul operands: float32 | tf32 | float16 | bfloat16 (not float32: CUDA kernels only)
-    threads: int | None = None  # CPU threads for torch during the fit (None: leave torch's setting)
+    threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
 
     def __post_init__(self):
         positive = ("pool_size", "n_samples", "epochs", "batch_size", "lr", "plateau_patience")
@@ -296,15 +296,21 @@ def fit(mesh, config: FitConfig | None = None, device=None, seed: int = 0, progr
     Same seed, config and device -> the same samples and weights (bit-exact on the CPU)."""
     config = config or FitConfig()
     device = torch.device(device) if device is not None else default_device()
-    with _torch_threads(config.threads):
+    with _torch_threads(config.threads, device):
         return _fit(mesh, config, device, seed, progress, callback)
 
 
 @contextlib.contextmanager
-def _torch_threads(threads):
-    """Run with `threads` torch CPU threads, then restore. On a busy machine one thread beats
-    two by far: 32-wide layers give each thread microseconds of work between barriers."""
+def _torch_threads(threads, device):
+    """Run a CPU fit with `threads` torch threads (default 1), then restore torch's setting.
+
+    Why 1: a 32-wide layer gives each OpenMP thread microseconds of work between barriers, so a
+    second thread gains little, and when another process takes a core the spinning threads
+    collapse (measured on a shared 2-core machine, batch 2048: 9 ms per step with one thread,
+    160-230 ms with two). CUDA fits leave the setting alone."""
     before = torch.get_num_threads()
+    if threads is None and device.type == "cpu":
+        threads = 1
     if threads is not None:
         torch.set_num_threads(threads)
     try:
