@@ -5,7 +5,8 @@ mesh's signed distance function (Davies, Nowrouzezahrai & Jacobson, 2020), and
 fast decoders turn it back into distances, meshes and images.
 """
 from ._backend import backend_info
+from .export import export
 from .mesh import Mesh, MeshError, load_mesh
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "load_mesh", "Mesh", "MeshError", "__version__"]
+__all__ = ["backend_info", "export", "load_mesh", "Mesh", "MeshError", "__version__"]
