@@ -85,8 +85,9 @@ def tanh(z):
     a = tl.abs(z)
     e = tl.exp(-2.0 * a)
     big = (1.0 - e) / (1.0 + e)
-    z2 = z * z
-    small = z * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0)))
+    zs = tl.where(a < 0.1, z, 0.0)  # the series only where it is used (no overflow in z^2 elsewhere)
+    z2 = zs * zs
+    small = zs * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0)))
     return tl.where(a < 0.1, small, tl.where(z < 0.0, -big, big))
 
 
