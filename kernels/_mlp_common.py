@@ -83,7 +83,7 @@ def tanh(z):
     """tanh in fp32 without overflow: sign(z)(1 - e^-2|z|)/(1 + e^-2|z|), and its Taylor series
     z - z^3/3 + 2z^5/15 for |z| < 0.1 where that quotient loses relative precision."""
     a = tl.abs(z)
-    e = tl.exp(-2.0 * a)
+    e = tl.exp(-2.0 * tl.minimum(a, 20.0))  # tanh(20) rounds to 1 in fp32
     big = (1.0 - e) / (1.0 + e)
     zs = tl.where(a < 0.1, z, 0.0)  # the series only where it is used (no overflow in z^2 elsewhere)
     z2 = zs * zs
@@ -121,54 +121,17 @@ def forward_output(h8, p, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def store_layer_grad(dz, h_in, g, scale, W_OFF: tl.constexpr, B_OFF: tl.constexpr,
-                     FAN_IN: tl.constexpr, FAN_OUT: tl.constexpr, K: tl.constexpr, M: tl.constexpr,
-                     PRECISION: tl.constexpr, ATOMIC: tl.constexpr):
-    """This program's share of dL/dW = scale * h_in^T @ dz and dL/db = scale * sum_rows dz: summed over
-    its BLOCK rows on chip, then written once, either added atomically into g (ATOMIC) or stored
-    to this program's own partial row g (summed over programs afterwards)."""
-    dw = matmul(tl.trans(h_in), dz, PRECISION) * scale
-    db = tl.sum(dz, axis=0) * scale
-    i = tl.arange(0, K)[:, None]
-    j = tl.arange(0, M)[None, :]
-    jb = tl.arange(0, M)
-    if ATOMIC:
-        tl.atomic_add(g + W_OFF + i * FAN_OUT + j, dw, mask=(i < FAN_IN) & (j < FAN_OUT))
-        tl.atomic_add(g + B_OFF + jb, db, mask=jb < FAN_OUT)
-    else:
-        tl.store(g + W_OFF + i * FAN_OUT + j, dw, mask=(i < FAN_IN) & (j < FAN_OUT))
-        tl.store(g + B_OFF + jb, db, mask=jb < FAN_OUT)
-
-
-@triton.jit
-def backward_layer(dz, h_in, p, g, scale, W_OFF: tl.constexpr, B_OFF: tl.constexpr, FAN_IN: tl.constexpr,
-                   FAN_OUT: tl.constexpr, K: tl.constexpr, M: tl.constexpr, PRECISION: tl.constexpr,
-                   WEIGHT_GRAD: tl.constexpr, ATOMIC: tl.constexpr):
-    """One Dense layer backwards: dz = dL/d(pre-activation) [BLOCK, M] -> dL/d(h_in) = dz @ W^T [BLOCK, K];
-    with WEIGHT_GRAD also writes this program's dL/dW, dL/db."""
-    if WEIGHT_GRAD:
-        store_layer_grad(dz, h_in, g, scale, W_OFF, B_OFF, FAN_IN, FAN_OUT, K, M, PRECISION, ATOMIC)
+def backward_input(dz, p, W_OFF: tl.constexpr, FAN_IN: tl.constexpr, FAN_OUT: tl.constexpr,
+                   K: tl.constexpr, M: tl.constexpr, PRECISION: tl.constexpr):
+    """One Dense layer backwards: dz = dL/d(pre-activation) [BLOCK, M] -> dL/d(input) = dz @ W^T [BLOCK, K]."""
     w = load_weight(p, W_OFF, FAN_IN, FAN_OUT, K, M)
     return matmul(dz, tl.trans(w), PRECISION)
 
 
 @triton.jit
-def backward_all(dz_out, x, h1, h2, h3, h4, h5, h6, h7, h8, p, g, scale, PRECISION: tl.constexpr,
-                 WEIGHT_GRAD: tl.constexpr, ATOMIC: tl.constexpr):
-    """Backpropagate dz_out = dL/d(pre-tanh output) [BLOCK] through all nine layers; returns dL/dx
-    [BLOCK, IN_P]. ReLU passes the gradient where its output is > 0 (as torch does)."""
-    col = tl.arange(0, OUT_P)[None, :]
-    dz9 = tl.where(col == 0, dz_out[:, None], 0.0)
-    dh = backward_layer(dz9, h8, p, g, scale, W8, B8, H, OUT, H, OUT_P, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h8 > 0, dh, 0.0), h7, p, g, scale, W7, B7, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h7 > 0, dh, 0.0), h6, p, g, scale, W6, B6, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h6 > 0, dh, 0.0), h5, p, g, scale, W5, B5, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h5 > 0, dh, 0.0), h4, p, g, scale, W4, B4, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h4 > 0, dh, 0.0), h3, p, g, scale, W3, B3, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h3 > 0, dh, 0.0), h2, p, g, scale, W2, B2, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    dh = backward_layer(tl.where(h2 > 0, dh, 0.0), h1, p, g, scale, W1, B1, H, H, H, H, PRECISION, WEIGHT_GRAD, ATOMIC)
-    return backward_layer(tl.where(h1 > 0, dh, 0.0), x, p, g, scale, W0, B0, IN, H, IN_P, H, PRECISION,
-                          WEIGHT_GRAD, ATOMIC)
+def relu_backward(dh, h):
+    """dL/d(pre-activation) of h = relu(z): the gradient passes where h > 0 (as torch's relu)."""
+    return tl.where(h > 0, dh, 0.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""Fused MLP forward + gradient with respect to the input points (surface normals).
+"""Fused MLP forward + gradient with respect to the input points (unnormalised surface normals).
 
-    sdf = f(x),  grad_x = d sdf / d x = W0^T-chain: g9 = 1 - sdf^2, g(l) = (g(l+1) @ Wl^T) * [h(l) > 0],
-    grad_x = (g1 @ W0^T)[:, :3]
+    sdf = tanh(z9),  dz9 = 1 - sdf^2,  dz(l) = (dz(l+1) @ Wl^T) * [h(l) > 0],  d sdf/dx = (dz1 @ W0^T)[:, :3]
 
-Forward keeps h1..h8 in registers, then backpropagates a unit output gradient through the nine
-layers in the same program (no weight gradients). Grid (cdiv(N, BLOCK), S) as for the forward.
+A program runs the forward for its BLOCK rows keeping h1..h8 in registers, then backpropagates a
+unit output gradient through the nine layers (no weight gradients). Grid (cdiv(N, BLOCK), S).
 """
 import torch
 import triton
@@ -12,8 +11,8 @@ import triton.language as tl
 
 from nis_fast.network import INPUT_DIM
 
-from ._mlp_common import IN, IN_P, NP, backward_all, kernel_precision, default_block, forward_hidden, forward_output, \
-    load_points, stacked
+from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
+    default_block, forward_hidden, forward_output, kernel_precision, load_points, relu_backward, stacked
 
 GPU_BLOCK = 64
 
@@ -29,8 +28,18 @@ def mlp_input_grad_kernel(params_ptr, x_ptr, sdf_ptr, grad_ptr, N, BLOCK: tl.con
     h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
     y = forward_output(h8, p, PRECISION)
     tl.store(sdf_ptr + shape * N + rows, y, mask=mask)
-    # no weight gradients: g and scale are unused (params_ptr, 1.0 stand in)
-    dx = backward_all(1.0 - y * y, x, h1, h2, h3, h4, h5, h6, h7, h8, p, params_ptr, 1.0, PRECISION, False, False)
+
+    col = tl.arange(0, OUT_P)[None, :]
+    dz = tl.where(col == 0, (1.0 - y * y)[:, None], 0.0)  # [BLOCK, OUT_P], column 0 live
+    dz = relu_backward(backward_input(dz, p, W8, H, OUT, H, OUT_P, PRECISION), h8)
+    dz = relu_backward(backward_input(dz, p, W7, H, H, H, H, PRECISION), h7)
+    dz = relu_backward(backward_input(dz, p, W6, H, H, H, H, PRECISION), h6)
+    dz = relu_backward(backward_input(dz, p, W5, H, H, H, H, PRECISION), h5)
+    dz = relu_backward(backward_input(dz, p, W4, H, H, H, H, PRECISION), h4)
+    dz = relu_backward(backward_input(dz, p, W3, H, H, H, H, PRECISION), h3)
+    dz = relu_backward(backward_input(dz, p, W2, H, H, H, H, PRECISION), h2)
+    dz = relu_backward(backward_input(dz, p, W1, H, H, H, H, PRECISION), h1)
+    dx = backward_input(dz, p, W0, IN, H, IN_P, H, PRECISION)
     c = tl.arange(0, IN_P)[None, :]
     tl.store(grad_ptr + shape * N * 3 + rows[:, None] * IN + c, dx, mask=mask[:, None] & (c < IN))
 

@@ -118,6 +118,18 @@ def test_loss_and_grad_matches_autograd(precision, reduce):
         assert (to64(grad)[0] - grad_ref).abs().max() < 1e-6 * grad_ref.abs().max()
 
 
+def test_loss_and_grad_same_for_any_program_count():
+    """Each program walks several row blocks and sums them in registers: 1, 2 or 8 programs (and
+    atomics) must all give the single-pass answer."""
+    params, x = make_params(24), make_points(500, 25)
+    target = torch.zeros(500, device=DEVICE)
+    loss1, grad1 = mlp_loss_and_grad(params, x, target, block=64, programs=1)
+    for programs, reduce in ((2, "partials"), (8, "partials"), (3, "atomic")):
+        loss, grad = mlp_loss_and_grad(params, x, target, block=64, programs=programs, reduce=reduce)
+        assert abs(loss.item() - loss1.item()) < 1e-7
+        assert (grad - grad1).abs().max() < 1e-6 * grad1.abs().max()
+
+
 def test_loss_and_grad_many_shapes():
     params, x = make_params(14, shapes=3), make_points(300, 15, shapes=3)
     target = torch.rand((3, 300), generator=torch.Generator().manual_seed(16)).to(DEVICE) * 0.2
