@@ -14,6 +14,7 @@ import triton.language as tl
 
 from ._mlp_common import NP, kernel_precision, default_block, forward_hidden, forward_output, load_points, stacked
 
+GPU_WARPS = 4
 GPU_BLOCK = 128
 
 
@@ -39,5 +40,6 @@ def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32", 
     out = torch.empty((S, N), dtype=torch.float32, device=x.device)
     if N > 0:
         block = block or default_block(x, GPU_BLOCK)
-        mlp_forward_kernel[(triton.cdiv(N, block), S)](p, xs, out, N, BLOCK=block, PRECISION=kprec)
+        mlp_forward_kernel[(triton.cdiv(N, block), S)](p, xs, out, N, BLOCK=block, PRECISION=kprec,
+                    num_warps=GPU_WARPS)
     return out[0] if single else out

@@ -14,6 +14,7 @@ from nis_fast.network import INPUT_DIM
 from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
     default_block, forward_hidden, forward_output, kernel_precision, load_points, relu_backward, stacked
 
+GPU_WARPS = 8  # untuned; h1..h8 of a block stay in registers for the backward pass
 GPU_BLOCK = 64
 
 
@@ -55,5 +56,6 @@ def mlp_forward_and_input_grad(params: torch.Tensor, x: torch.Tensor, precision:
     grad = torch.empty((S, N, INPUT_DIM), dtype=torch.float32, device=x.device)
     if N > 0:
         block = block or default_block(x, GPU_BLOCK)
-        mlp_input_grad_kernel[(triton.cdiv(N, block), S)](p, xs, sdf, grad, N, BLOCK=block, PRECISION=kprec)
+        mlp_input_grad_kernel[(triton.cdiv(N, block), S)](p, xs, sdf, grad, N, BLOCK=block, PRECISION=kprec,
+                    num_warps=GPU_WARPS)
     return (sdf[0], grad[0]) if single else (sdf, grad)

@@ -30,8 +30,9 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
     W6, W7, W8, backward_input, check_tensor, default_block, forward_hidden, forward_output, kernel_precision, \
     load_points, matmul, relu_backward, stacked
 
+GPU_WARPS = 8  # untuned; h1..h8 of a block and ~8.4k gradient accumulators stay in registers
 GPU_BLOCK = 64
-GPU_PROGRAMS_PER_SM = 4  # resident programs per SM the grid aims at (P = min(blocks, SMs * this / S))
+GPU_PROGRAMS_PER_SM = 2  # untuned; P = min(row blocks, SMs * this / S) programs per shape
 REDUCTIONS = ("partials", "atomic")
 
 
@@ -170,7 +171,7 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
     shape = (S, N_PARAMS + 1) if atomic else (S, programs, N_PARAMS + 1)
     buf = (torch.zeros if atomic else torch.empty)(shape, dtype=torch.float32, device=x.device)
     mlp_train_kernel[(programs, S)](p, xs, target.reshape(S, N), buf, N, 1.0 / N, BLOCK=block, PRECISION=kprec,
-                                    ATOMIC=atomic)
+                                    ATOMIC=atomic, num_warps=GPU_WARPS)
     total = buf if atomic else buf.sum(dim=1)
     loss, grad = total[:, N_PARAMS], total[:, :N_PARAMS].contiguous()
     return (loss[0], grad[0]) if single else (loss, grad)
