@@ -18,6 +18,10 @@ DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 # relative error ||g - g_ref|| / ||g_ref|| allowed on parameter gradients.
 SDF_TOL = {"fp32": 1e-6, "tf32": 5e-3, "fp16": 5e-3, "bf16": 3e-2}
 GRAD_TOL = {"fp32": 1e-5, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
+# d sdf / dx is piecewise constant in the ReLU pattern: where rounding flips a ReLU, a point's
+# gradient jumps (up to ~100 % off for 16-bit operands), so the bound is on the median over points
+# of |g - g_ref| / |g_ref|; use fp32 where every normal matters.
+INPUT_GRAD_TOL = {"fp32": 1e-6, "tf32": 5e-3, "fp16": 5e-3, "bf16": 1e-1}
 
 
 def make_params(seed: int, scale: float = 1.0, shapes: int | None = None) -> torch.Tensor:
@@ -153,13 +157,17 @@ def test_loss_and_grad_saturated_tanh():
 
 
 # --- input gradient (normals) --------------------------------------------------------------------
-def test_input_grad_matches_autograd():
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_input_grad_matches_autograd(precision):
     params, x = make_params(19), make_points(500, 20)
-    sdf, grad_x = mlp_forward_and_input_grad(params, x, block=64)
+    sdf, grad_x = mlp_forward_and_input_grad(params, x, precision=precision, block=64)
     sdf_ref, grad_ref = ref._mlp_forward_and_input_grad(*to64(params, x))
     assert grad_x.shape == (500, 3)
-    assert (to64(sdf)[0] - sdf_ref).abs().max() < 1e-6
-    assert (to64(grad_x)[0] - grad_ref).abs().max() < 1e-6 * grad_ref.abs().max()
+    assert (to64(sdf)[0] - sdf_ref).abs().max() < SDF_TOL[precision]
+    per_point = (to64(grad_x)[0] - grad_ref).norm(dim=1) / grad_ref.norm(dim=1)
+    assert per_point.median() < INPUT_GRAD_TOL[precision]
+    if precision == "fp32":
+        assert (to64(grad_x)[0] - grad_ref).abs().max() < 1e-6 * grad_ref.abs().max()
 
 
 def test_input_grad_many_shapes():
