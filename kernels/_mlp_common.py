@@ -186,6 +186,10 @@ def stacked(params: torch.Tensor, x: torch.Tensor):
     return (params[None], x[None], True) if single else (params, x, False)
 
 
-def default_block(x: torch.Tensor, gpu_block: int) -> int:
-    """Rows per program: the tuned GPU value, larger in the interpreter (fewer, cheaper programs)."""
-    return gpu_block if x.device.type == "cuda" else 256
+def launch_config(x: torch.Tensor, precision: str, gpu_configs: dict, block: int | None) -> tuple[int, int]:
+    """(rows per block, warps): the kernel's per-precision GPU table, or 256-row blocks in the
+    interpreter (fewer, larger programs run faster there); an explicit block wins."""
+    if x.device.type != "cuda":
+        return block or 256, 4
+    gpu_block, warps = gpu_configs[precision]
+    return block or gpu_block, warps

@@ -12,10 +12,11 @@ import triton.language as tl
 
 
 
-from ._mlp_common import NP, kernel_precision, default_block, forward_hidden, forward_output, load_points, stacked
+from ._mlp_common import NP, kernel_precision, launch_config, forward_hidden, forward_output, load_points, stacked
 
-GPU_WARPS = 4
-GPU_BLOCK = 128
+# (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
+# registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
+GPU_CONFIGS = {"fp32": (128, 8), "tf32": (256, 8), "fp16": (256, 8), "bf16": (256, 8)}
 
 
 @triton.jit
@@ -39,7 +40,7 @@ def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32", 
     S, N = xs.shape[0], xs.shape[1]
     out = torch.empty((S, N), dtype=torch.float32, device=x.device)
     if N > 0:
-        block = block or default_block(x, GPU_BLOCK)
+        block, warps = launch_config(x, precision, GPU_CONFIGS, block)
         mlp_forward_kernel[(triton.cdiv(N, block), S)](p, xs, out, N, BLOCK=block, PRECISION=kprec,
-                    num_warps=GPU_WARPS)
+                    num_warps=warps)
     return out[0] if single else out

@@ -12,10 +12,11 @@ import triton.language as tl
 from nis_fast.network import INPUT_DIM
 
 from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
-    default_block, forward_hidden, forward_output, kernel_precision, load_points, relu_backward, stacked
+    launch_config, forward_hidden, forward_output, kernel_precision, load_points, relu_backward, stacked
 
-GPU_WARPS = 8  # untuned; h1..h8 of a block stay in registers for the backward pass
-GPU_BLOCK = 64
+# (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
+# registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
+GPU_CONFIGS = {"fp32": (64, 8), "tf32": (128, 8), "fp16": (128, 8), "bf16": (128, 8)}
 
 
 @triton.jit
@@ -55,7 +56,7 @@ def mlp_forward_and_input_grad(params: torch.Tensor, x: torch.Tensor, precision:
     sdf = torch.empty((S, N), dtype=torch.float32, device=x.device)
     grad = torch.empty((S, N, INPUT_DIM), dtype=torch.float32, device=x.device)
     if N > 0:
-        block = block or default_block(x, GPU_BLOCK)
+        block, warps = launch_config(x, precision, GPU_CONFIGS, block)
         mlp_input_grad_kernel[(triton.cdiv(N, block), S)](p, xs, sdf, grad, N, BLOCK=block, PRECISION=kprec,
-                    num_warps=GPU_WARPS)
+                    num_warps=warps)
     return (sdf[0], grad[0]) if single else (sdf, grad)

@@ -27,12 +27,13 @@ import triton.language as tl
 from nis_fast.network import N_PARAMS
 
 from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, \
-    W6, W7, W8, backward_input, check_tensor, default_block, forward_hidden, forward_output, kernel_precision, \
+    W6, W7, W8, backward_input, check_tensor, launch_config, forward_hidden, forward_output, kernel_precision, \
     load_points, matmul, relu_backward, stacked
 
-GPU_WARPS = 8  # untuned; h1..h8 of a block and ~8.4k gradient accumulators stay in registers
-GPU_BLOCK = 64
-GPU_PROGRAMS_PER_SM = 2  # untuned; P = min(row blocks, SMs * this / S) programs per shape
+# (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
+# registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
+GPU_CONFIGS = {"fp32": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
+GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
 REDUCTIONS = ("partials", "atomic")
 
 
@@ -97,10 +98,10 @@ def mlp_train_kernel(params_ptr, x_ptr, target_ptr, grad_ptr, N, inv_n, BLOCK: t
         x = load_points(x_ptr, rows, mask)
         t = tl.load(target_ptr + rows, mask=mask, other=0.0)
         h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
-        r = forward_output(h8, p, PRECISION) - t
+        y = forward_output(h8, p, PRECISION)
+        r = y - t
         loss += tl.where(mask, tl.abs(r), 0.0)
         sign = tl.where(mask & (r > 0), 1.0, tl.where(mask & (r < 0), -1.0, 0.0))
-        y = r + t
         col = tl.arange(0, OUT_P)[None, :]
         dz = tl.where(col == 0, (sign * (1.0 - y * y))[:, None], 0.0)  # [BLOCK, OUT_P], column 0 live
         gw8, gb8 = accumulate(dz, h8, gw8, gb8, PRECISION)
@@ -164,14 +165,14 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
     S, N = xs.shape[0], xs.shape[1]
     if N == 0:
         raise ValueError("x has no points: the mean loss of an empty batch is undefined")
-    block = block or default_block(x, GPU_BLOCK)
+    block, warps = launch_config(x, precision, GPU_CONFIGS, block)
     blocks = triton.cdiv(N, block)
     programs = min(programs, blocks) if programs else default_programs(x, blocks, S)
     atomic = reduce == "atomic"
     shape = (S, N_PARAMS + 1) if atomic else (S, programs, N_PARAMS + 1)
     buf = (torch.zeros if atomic else torch.empty)(shape, dtype=torch.float32, device=x.device)
     mlp_train_kernel[(programs, S)](p, xs, target.reshape(S, N), buf, N, 1.0 / N, BLOCK=block, PRECISION=kprec,
-                                    ATOMIC=atomic, num_warps=GPU_WARPS)
+                                    ATOMIC=atomic, num_warps=warps)
     total = buf if atomic else buf.sum(dim=1)
     loss, grad = total[:, N_PARAMS], total[:, :N_PARAMS].contiguous()
     return (loss[0], grad[0]) if single else (loss, grad)
