@@ -88,7 +88,7 @@ def batched_eager_fns(params, x, target):
     return train_step
 
 
-def triton_fns(params, x, target, precision):
+def triton_fns(params, x, target, precision, reduce="partials"):
     from nis_fast.kernels import adam_step_, mlp_forward, mlp_loss_and_grad
 
     p = params.clone()
@@ -96,12 +96,12 @@ def triton_fns(params, x, target, precision):
     state = {"step": 0}
 
     def train_step():
-        _, grad = mlp_loss_and_grad(p, x, target, precision=precision)
+        _, grad = mlp_loss_and_grad(p, x, target, precision=precision, reduce=reduce)
         state["step"] += 1
         adam_step_(p, grad, m, v, state["step"], lr=1e-3)
 
     return {"forward": lambda: mlp_forward(p, x, precision=precision),
-            "fwd+bwd": lambda: mlp_loss_and_grad(p, x, target, precision=precision),
+            "fwd+bwd": lambda: mlp_loss_and_grad(p, x, target, precision=precision, reduce=reduce),
             "train step": train_step}
 
 
@@ -111,13 +111,13 @@ def row(op, impl, precision, batch, shapes, timing, eager_p50=None):
     bytes_ = SAMPLE_BYTES + (ADAM_BYTES * shapes / samples if op == "train step" else 0)
     r = {"op": op, "impl": impl, "precision": precision, "batch": batch, "shapes": shapes, "p50_ms": timing["p50"] * 1e3,
          "samples_per_s": samples / timing["p50"], "vs_eager": eager_p50 / timing["p50"] if eager_p50 else None}
-    r.update(ceilings(flops, bytes_, "fp32" if impl != "triton" else precision))
+    r.update(ceilings(flops, bytes_, precision if impl.startswith("triton") else "fp32"))
     return r
 
 
 def main():
     ap = parser(__doc__.splitlines()[0])
-    ap.add_argument("--batches", default="2048,65536,1048576", help="comma-separated batch sizes")
+    ap.add_argument("--batches", default="2048,262144", help="comma-separated batch sizes (CPU: those <= 65536)")
     ap.add_argument("--shapes", type=int, default=16, help="networks trained at once in the many-shapes rows")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a busy CPU, 2 threads "
@@ -152,9 +152,13 @@ def main():
             impls.append(("torch.compile", "fp32", torch_step_fns(sequential(params), x, target, compiled=True)))
         if cuda:
             impls += [("triton", prec, triton_fns(params, x, target, prec)) for prec in ("fp32", "tf32", "fp16", "bf16")]
+            # the other cross-program gradient reduction (atomics instead of per-program partials + sum)
+            impls += [("triton atomic", prec, triton_fns(params, x, target, prec, "atomic")) for prec in ("fp32", "fp16")]
         for op in ("forward", "fwd+bwd", "train step"):
             eager_p50 = None
             for impl, prec, fns in impls:
+                if op == "forward" and impl == "triton atomic":
+                    continue  # the same kernel as "triton"
                 t = timeit(fns[op], warmup=3, repeats=repeats)
                 eager_p50 = eager_p50 or t["p50"]
                 rows.append(row(op, impl, prec, batch, 1, t, eager_p50))

@@ -21,6 +21,7 @@ from nis_fast.network import HIDDEN, INPUT_DIM, LAYER_SIZES, N_PARAMS, OFFSETS, 
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 PAD = 16  # tl.dot needs every dimension >= 16
+MAX_SHAPES = 65535  # networks per launch: the grid's second axis
 IN_PAD = max(PAD, triton.next_power_of_2(INPUT_DIM))
 OUT_PAD = max(PAD, triton.next_power_of_2(OUTPUT_DIM))
 assert len(LAYER_SIZES) == 9, "the kernels unroll exactly this architecture"
@@ -179,6 +180,8 @@ def stacked(params: torch.Tensor, x: torch.Tensor):
                          f"or params [S, 7553] with x [S, N, 3]")
     if params.dim() == 2 and params.shape[0] != x.shape[0]:
         raise ValueError(f"params has {params.shape[0]} shapes but x has {x.shape[0]}")
+    if params.dim() == 2 and params.shape[0] > MAX_SHAPES:
+        raise ValueError(f"at most {MAX_SHAPES} networks per launch (a CUDA grid axis), got {params.shape[0]}")
     if params.device != x.device:
         raise ValueError(f"params on {params.device} but x on {x.device}")
     check_runnable(params, x)
