@@ -64,7 +64,7 @@ def resource_usage(cubin: bytes) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 80 (A100) or 90 (H100)")
-    ap.add_argument("--precisions", default="fp32,tf32,fp16,bf16")
+    ap.add_argument("--precisions", default="fp32,tf32x3,tf32,fp16,bf16")
     ap.add_argument("--out", help="write the statistics as JSON here")
     args = ap.parse_args()
     target = GPUTarget("cuda", args.arch, 32)

@@ -19,7 +19,7 @@ import triton.language as tl
 
 from nis_fast.network import HIDDEN, INPUT_DIM, LAYER_SIZES, N_PARAMS, OFFSETS, OUTPUT_DIM
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+PRECISIONS = ("fp32", "tf32x3", "tf32", "fp16", "bf16")
 PAD = 16  # tl.dot needs every dimension >= 16
 MAX_SHAPES = 65535  # networks per launch: the grid's second axis
 IN_PAD = max(PAD, triton.next_power_of_2(INPUT_DIM))
@@ -43,7 +43,8 @@ NP = tl.constexpr(N_PARAMS)
 # --------------------------------------------------------------------------------------------
 @triton.jit
 def matmul(a, b, PRECISION: tl.constexpr):
-    """a @ b with fp32 accumulation; operands kept fp32 ("fp32": IEEE, "tf32") or rounded to fp16/bf16.
+    """a @ b with fp32 accumulation; operands kept fp32 ("fp32": IEEE FMA, "tf32x3": three tf32 tensor-core
+    products, about fp32 accuracy; "tf32": one) or rounded to fp16/bf16.
     "bf16_emulated" rounds the operands to bf16 and multiplies them in fp32 (exact products, the same
     maths as "bf16"): the Triton interpreter multiplies bf16 tiles as raw uint16 bit patterns."""
     if PRECISION == "fp16":
@@ -54,6 +55,8 @@ def matmul(a, b, PRECISION: tl.constexpr):
         a16 = a.to(tl.bfloat16).to(tl.float32)
         b16 = b.to(tl.bfloat16).to(tl.float32)
         return tl.dot(a16, b16, input_precision="ieee", out_dtype=tl.float32)
+    elif PRECISION == "tf32x3":
+        return tl.dot(a, b, input_precision="tf32x3", out_dtype=tl.float32)
     elif PRECISION == "tf32":
         return tl.dot(a, b, input_precision="tf32", out_dtype=tl.float32)
     else:

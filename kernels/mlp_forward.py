@@ -16,7 +16,7 @@ from ._mlp_common import NP, kernel_precision, launch_config, forward_hidden, fo
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
-GPU_CONFIGS = {"fp32": (128, 8), "tf32": (256, 8), "fp16": (256, 8), "bf16": (256, 8)}
+GPU_CONFIGS = {"fp32": (128, 8), "tf32x3": (256, 8), "tf32": (256, 8), "fp16": (256, 8), "bf16": (256, 8)}
 
 
 @triton.jit
@@ -33,8 +33,8 @@ def mlp_forward_kernel(params_ptr, x_ptr, out_ptr, N, BLOCK: tl.constexpr, PRECI
 
 def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32", block: int | None = None) -> torch.Tensor:
     """sdf of the network(s) at x: params [7553] with x [N, 3] -> [N], or params [S, 7553] with
-    x [S, N, 3] -> [S, N]. precision: "fp32" (IEEE), "tf32", "fp16" or "bf16" matmul operands,
-    always accumulated in fp32. Autograd-free."""
+    x [S, N, 3] -> [S, N]. precision: "fp32" (IEEE), "tf32x3", "tf32", "fp16" or "bf16" matmul
+    operands, always accumulated in fp32. Autograd-free."""
     p, xs, single = stacked(params, x)
     kprec = kernel_precision(precision, x.device)
     S, N = xs.shape[0], xs.shape[1]

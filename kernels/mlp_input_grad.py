@@ -16,7 +16,7 @@ from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
-GPU_CONFIGS = {"fp32": (64, 8), "tf32": (128, 8), "fp16": (128, 8), "bf16": (128, 8)}
+GPU_CONFIGS = {"fp32": (64, 8), "tf32x3": (128, 8), "tf32": (128, 8), "fp16": (128, 8), "bf16": (128, 8)}
 
 
 @triton.jit

@@ -32,7 +32,7 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
-GPU_CONFIGS = {"fp32": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
+GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
 REDUCTIONS = ("partials", "atomic")
 
