@@ -195,6 +195,8 @@ def stacked(params: torch.Tensor, x: torch.Tensor):
 def launch_config(x: torch.Tensor, precision: str, gpu_configs: dict, block: int | None) -> tuple[int, int]:
     """(rows per block, warps): the kernel's per-precision GPU table, or 256-row blocks in the
     interpreter (fewer, larger programs run faster there); an explicit block wins."""
+    if block is not None and (block < PAD or block & (block - 1)):
+        raise ValueError(f"block must be a power of two >= {PAD} (rows per tl.dot tile), got {block}")
     if x.device.type != "cuda":
         return block or 256, 4
     gpu_block, warps = gpu_configs[precision]

@@ -10,9 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-
-from ._mlp_common import NP, kernel_precision, launch_config, forward_hidden, forward_output, load_points, stacked
+from ._mlp_common import NP, forward_hidden, forward_output, kernel_precision, launch_config, load_points, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
@@ -31,7 +29,8 @@ def mlp_forward_kernel(params_ptr, x_ptr, out_ptr, N, BLOCK: tl.constexpr, PRECI
     tl.store(out_ptr + shape * N + rows, forward_output(h8, p, PRECISION), mask=mask)
 
 
-def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32", block: int | None = None) -> torch.Tensor:
+def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32",
+                block: int | None = None) -> torch.Tensor:
     """sdf of the network(s) at x: params [7553] with x [N, 3] -> [N], or params [S, 7553] with
     x [S, N, 3] -> [S, N]. precision: "fp32" (IEEE), "tf32x3", "tf32", "fp16" or "bf16" matmul
     operands, always accumulated in fp32. Autograd-free."""
@@ -41,6 +40,5 @@ def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32", 
     out = torch.empty((S, N), dtype=torch.float32, device=x.device)
     if N > 0:
         block, warps = launch_config(x, precision, GPU_CONFIGS, block)
-        mlp_forward_kernel[(triton.cdiv(N, block), S)](p, xs, out, N, BLOCK=block, PRECISION=kprec,
-                    num_warps=warps)
+        mlp_forward_kernel[(triton.cdiv(N, block), S)](p, xs, out, N, BLOCK=block, PRECISION=kprec, num_warps=warps)
     return out[0] if single else out

@@ -12,7 +12,7 @@ import triton.language as tl
 from nis_fast.network import INPUT_DIM
 
 from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
-    launch_config, forward_hidden, forward_output, kernel_precision, load_points, relu_backward, stacked
+    forward_hidden, forward_output, kernel_precision, launch_config, load_points, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.

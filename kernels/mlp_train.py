@@ -27,7 +27,7 @@ import triton.language as tl
 from nis_fast.network import N_PARAMS
 
 from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, \
-    W6, W7, W8, backward_input, check_tensor, launch_config, forward_hidden, forward_output, kernel_precision, \
+    W6, W7, W8, backward_input, check_tensor, forward_hidden, forward_output, kernel_precision, launch_config, \
     load_points, matmul, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
@@ -167,6 +167,8 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
         raise ValueError("x has no points: the mean loss of an empty batch is undefined")
     block, warps = launch_config(x, precision, GPU_CONFIGS, block)
     blocks = triton.cdiv(N, block)
+    if programs is not None and programs < 1:
+        raise ValueError(f"programs must be >= 1, got {programs}")
     programs = min(programs, blocks) if programs else default_programs(x, blocks, S)
     atomic = reduce == "atomic"
     shape = (S, N_PARAMS + 1) if atomic else (S, programs, N_PARAMS + 1)

@@ -1,6 +1,7 @@
 """Fused Triton MLP kernels (forward, loss gradient, input gradient) against the torch autograd
 twins in nis_fast._reference. Without a GPU they run in Triton's interpreter on CPU tensors
 (tests/conftest.py sets TRITON_INTERPRET=1); on a GPU the same tests run compiled on CUDA."""
+import importlib
 import os
 
 import pytest
@@ -10,7 +11,7 @@ import triton.language as tl
 
 from nis_fast import _reference as ref
 from nis_fast.kernels import mlp_forward, mlp_forward_and_input_grad, mlp_loss_and_grad
-from nis_fast.kernels._mlp_common import tanh
+from nis_fast.kernels._mlp_common import PRECISIONS, tanh
 from nis_fast.network import N_PARAMS, glorot_uniform
 
 DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
@@ -199,7 +200,17 @@ def test_bad_inputs_get_clear_errors(monkeypatch):
         mlp_loss_and_grad(params, x[:0], torch.zeros(0, device=DEVICE))
     with pytest.raises(ValueError, match="reduce must be"):
         mlp_loss_and_grad(params, x, torch.zeros(10, device=DEVICE), reduce="tree")
+    with pytest.raises(ValueError, match="programs must be >= 1"):
+        mlp_loss_and_grad(params, x, torch.zeros(10, device=DEVICE), programs=0)
+    with pytest.raises(ValueError, match="block must be a power of two"):
+        mlp_forward(params, x, block=48)
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with pytest.raises(RuntimeError, match="Triton kernels need a CUDA device or TRITON_INTERPRET=1"):
             mlp_forward(params, x)
+
+
+def test_every_precision_has_a_gpu_launch_config():
+    for name in ("mlp_forward", "mlp_train", "mlp_input_grad"):
+        module = importlib.import_module(f"nis_fast.kernels.{name}")
+        assert set(module.GPU_CONFIGS) == set(PRECISIONS), name
