@@ -20,6 +20,9 @@ log "tests (cuda marker and the rest)"
 python -m pytest -q -m cuda tests 2>&1 | tail -30 | tee "$out/tests_cuda.txt"
 python -m pytest -q -x tests -m "not cuda" 2>&1 | tail -15 | tee "$out/tests_all.txt"
 
+log "kernel checks (compile + run every Triton kernel against its reference)"
+python benchmarks/gpu_check_kernels.py 2>&1 | tail -30 | tee "$out/gpu_check_kernels.txt"
+
 log "benchmarks"
 for b in benchmarks/bench_*.py; do
   name=$(basename "$b" .py)

@@ -5,6 +5,7 @@ mesh's signed distance function (Davies, Nowrouzezahrai & Jacobson, 2020), and
 fast decoders turn it back into distances, meshes and images.
 """
 from ._backend import backend_info
+from .export import export
 from .mesh import Mesh, MeshError, load_mesh
 from .sdf import MeshSDF
 from .model import NeuralSDF, load
@@ -12,5 +13,5 @@ from .fit import FitConfig, fit, fit_many
 from . import io, metrics, sampling
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "load_mesh", "Mesh", "MeshError", "MeshSDF", "NeuralSDF", "load", "FitConfig", "fit",
-           "fit_many", "io", "metrics", "sampling", "__version__"]
+__all__ = ["backend_info", "export", "load_mesh", "Mesh", "MeshError", "MeshSDF", "NeuralSDF", "load", "FitConfig",
+           "fit", "fit_many", "io", "metrics", "sampling", "__version__"]

@@ -1,11 +1,16 @@
 """Plain, obviously-right twins of the fast paths, used only by tests and benchmarks.
 
-No tricks, no speed: float64 numpy, brute force. Each fast op is compared
+No tricks, no speed: float64 numpy, brute force; torch autograd for the MLP. Each fast op is compared
 against the function here of the same name without the leading underscore.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
+
+from .network import forward_torch
 
 # --- Triangle maths ---------------------------------------------------------------
 
@@ -130,3 +135,51 @@ def _sdf_bruteforce(V, F, p):
     """Signed distance: exact distance, negative where the winding number exceeds 1/2."""
     dist = _closest_point_bruteforce(V, F, p)[0]
     return np.where(_winding_number_bruteforce(V, F, p) > 0.5, -dist, dist)
+
+
+# --- MLP references (twins of nis_fast.kernels: functional layers + autograd) -----
+def _per_shape(params, x, fn):
+    """Apply fn(params [7553], x [N, 3]) to one network, or to each of a stack [S, 7553] / [S, N, 3]."""
+    if params.dim() == 1:
+        return fn(params, x)
+    outs = [fn(p, xs) for p, xs in zip(params, x)]
+    return tuple(torch.stack(o) for o in zip(*outs)) if isinstance(outs[0], tuple) else torch.stack(outs)
+
+
+def _mlp_forward(params, x):
+    """sdf = forward_torch(params, x), for one network or a stack of them."""
+    return _per_shape(params, x, forward_torch)
+
+
+def _mlp_loss_and_grad(params, x, target):
+    """(mean |f(x) - target|, its gradient w.r.t. params) by autograd, per network."""
+    def one(p, xs, t):
+        p = p.detach().clone().requires_grad_(True)
+        loss = (forward_torch(p, xs) - t).abs().mean()
+        (grad,) = torch.autograd.grad(loss, p)
+        return loss.detach(), grad
+
+    if params.dim() == 1:
+        return one(params, x, target)
+    losses, grads = zip(*(one(p, xs, t) for p, xs, t in zip(params, x, target)))
+    return torch.stack(losses), torch.stack(grads)
+
+
+def _mlp_forward_and_input_grad(params, x):
+    """(sdf, d sdf / d x) by autograd, per network."""
+    def one(p, xs):
+        xs = xs.detach().clone().requires_grad_(True)
+        y = forward_torch(p, xs)
+        (grad,) = torch.autograd.grad(y.sum(), xs)
+        return y.detach(), grad
+
+    return _per_shape(params, x, one)
+
+
+def _adam_step_(params, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-7):
+    """Keras' Adam, written out: alpha = lr sqrt(1 - b2^t) / (1 - b1^t), m, v moving averages,
+    params -= alpha m / (sqrt(v) + eps). In place."""
+    alpha = lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    m.mul_(beta1).add_((1.0 - beta1) * grad)
+    v.mul_(beta2).add_((1.0 - beta2) * grad * grad)
+    params.sub_(alpha * m / (v.sqrt() + eps))
