@@ -32,7 +32,7 @@ from .sampling import importance_samples
 
 
 # FitConfig.precision -> the fused kernels' name for it (accumulation is float32 in all).
-_KERNEL_PRECISION = {"float32": "fp32", "tf32": "tf32", "float16": "fp16", "bfloat16": "bf16"}
+_KERNEL_PRECISION = {"float32": "fp32", "tf32x3": "tf32x3", "tf32": "tf32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass
@@ -53,7 +53,8 @@ class FitConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
-    precision: str = "float32"  # matmul operands: float32 | tf32 | float16 | bfloat16 (not float32: CUDA kernels only)
+    precision: str = "float32"  # matmul operands: float32 | tf32x3 | tf32 | float16 | bfloat16 (all but float32:
+    #                             the fused kernels on CUDA only)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
 
     def __post_init__(self):
