@@ -1,0 +1,134 @@
+// The network of Davies et al. (2020) evaluated for ONE point, written once for
+// the CPU and CUDA backends: 3 -> 32, seven 32 -> 32 (ReLU), 32 -> 1 (tanh).
+//
+// Parameters are the flat 7553-value vector of nis_fast/network.py (Keras order:
+// per layer W [fan_in, fan_out] row-major, then b). Activations live in local
+// arrays that the loops below unroll into registers; the backward pass keeps only
+// one 32-bit ReLU mask per layer, so the analytic input gradient costs about one
+// more forward pass and no memory traffic.
+#pragma once
+#include "nis/common.h"
+
+// Loops within a layer are unrolled (activations stay in registers, weight
+// offsets become immediates); the loop over layers is not: unrolling it too
+// multiplies code size by 8 for no measurable gain and makes nvcc crawl.
+#if defined(__CUDACC__)
+#define NIS_UNROLL _Pragma("unroll")
+#define NIS_NO_UNROLL _Pragma("unroll 1")
+#else
+#define NIS_UNROLL _Pragma("GCC unroll 32")
+#define NIS_NO_UNROLL _Pragma("GCC unroll 1")
+#endif
+
+namespace nis {
+namespace mlp {
+constexpr int kInput = 3;
+constexpr int kWidth = 32;
+constexpr int kReluLayers = 8;                                          // 3->32 then seven 32->32
+constexpr int kFirstLayerSize = kInput * kWidth + kWidth;               // 128
+constexpr int kHiddenLayerSize = kWidth * kWidth + kWidth;              // 1056
+constexpr int kOutputOffset = kFirstLayerSize + (kReluLayers - 1) * kHiddenLayerSize;  // 7520
+constexpr int kParams = kOutputOffset + kWidth + 1;                     // 7553
+static_assert(kParams == 7553, "the flat layout of nis_fast/network.py has 7553 values");
+
+// Start of the ReLU layer `l` (0..7) in the flat vector.
+NIS_HD constexpr int layer_offset(int l) { return l == 0 ? 0 : kFirstLayerSize + (l - 1) * kHiddenLayerSize; }
+}  // namespace mlp
+
+// out = relu(in @ W + b) for one Dense layer at `layer`; returns the ReLU mask
+// (bit j set when unit j is active). `in` and `out` may alias: the sums are
+// accumulated in a separate array first.
+template <int FanIn, typename T>
+NIS_HD uint32_t mlp_dense_relu(const T* layer, const T* in, T* out) {
+    const T* w = layer;
+    const T* b = layer + FanIn * mlp::kWidth;
+    T acc[mlp::kWidth];
+    NIS_UNROLL
+    for (int j = 0; j < mlp::kWidth; ++j) acc[j] = b[j];
+    NIS_UNROLL
+    for (int i = 0; i < FanIn; ++i) {
+        const T xi = in[i];
+        NIS_UNROLL
+        for (int j = 0; j < mlp::kWidth; ++j) acc[j] += xi * w[i * mlp::kWidth + j];
+    }
+    uint32_t mask = 0;
+    NIS_UNROLL
+    for (int j = 0; j < mlp::kWidth; ++j) {
+        const bool on = acc[j] > T(0);
+        out[j] = on ? acc[j] : T(0);
+        mask |= static_cast<uint32_t>(on) << j;
+    }
+    return mask;
+}
+
+// The eight ReLU layers; masks[l] receives layer l's mask (pass nullptr to skip).
+template <typename T>
+NIS_HD void mlp_hidden(const T* params, Vec3<T> x, T h[mlp::kWidth], uint32_t* masks) {
+    const T in[mlp::kInput] = {x.x, x.y, x.z};
+    uint32_t m = mlp_dense_relu<mlp::kInput>(params, in, h);
+    if (masks) masks[0] = m;
+    NIS_NO_UNROLL
+    for (int l = 1; l < mlp::kReluLayers; ++l) {
+        m = mlp_dense_relu<mlp::kWidth>(params + mlp::layer_offset(l), h, h);
+        if (masks) masks[l] = m;
+    }
+}
+
+// Pre-activation of the output unit.
+template <typename T>
+NIS_HD T mlp_output_logit(const T* params, const T h[mlp::kWidth]) {
+    const T* w = params + mlp::kOutputOffset;
+    T s = w[mlp::kWidth];
+    NIS_UNROLL
+    for (int j = 0; j < mlp::kWidth; ++j) s += h[j] * w[j];
+    return s;
+}
+
+// The network's signed distance at x: tanh of the output unit.
+template <typename T>
+NIS_HD T mlp_sdf(const T* params, Vec3<T> x) {
+    T h[mlp::kWidth];
+    mlp_hidden(params, x, h, static_cast<uint32_t*>(nullptr));
+    return std::tanh(mlp_output_logit(params, h));
+}
+
+// The signed distance and its analytic gradient w.r.t. x (backprop through the
+// tanh and the eight ReLU layers, using the saved masks).
+template <typename T>
+NIS_HD T mlp_sdf_grad(const T* params, Vec3<T> x, Vec3<T>* grad) {
+    T g[mlp::kWidth];
+    uint32_t masks[mlp::kReluLayers];
+    mlp_hidden(params, x, g, masks);
+    const T f = std::tanh(mlp_output_logit(params, g));
+    const T dlogit = T(1) - f * f;
+    const T* w_out = params + mlp::kOutputOffset;
+    NIS_UNROLL
+    for (int j = 0; j < mlp::kWidth; ++j) g[j] = dlogit * w_out[j];  // d f / d h_7
+    NIS_NO_UNROLL
+    for (int l = mlp::kReluLayers - 1; l >= 1; --l) {
+        const T* w = params + mlp::layer_offset(l);
+        T gin[mlp::kWidth];
+        NIS_UNROLL
+        for (int j = 0; j < mlp::kWidth; ++j) g[j] = ((masks[l] >> j) & 1u) ? g[j] : T(0);
+        NIS_UNROLL
+        for (int i = 0; i < mlp::kWidth; ++i) {
+            T s = T(0);
+            NIS_UNROLL
+            for (int j = 0; j < mlp::kWidth; ++j) s += w[i * mlp::kWidth + j] * g[j];
+            gin[i] = s;
+        }
+        NIS_UNROLL
+        for (int i = 0; i < mlp::kWidth; ++i) g[i] = gin[i];
+    }
+    T d[mlp::kInput] = {T(0), T(0), T(0)};
+    NIS_UNROLL
+    for (int j = 0; j < mlp::kWidth; ++j) {
+        const T gj = ((masks[0] >> j) & 1u) ? g[j] : T(0);
+        NIS_UNROLL
+        for (int k = 0; k < mlp::kInput; ++k) d[k] += params[k * mlp::kWidth + j] * gj;
+    }
+    *grad = make_vec3(d[0], d[1], d[2]);
+    return f;
+}
+
+}  // namespace nis
