@@ -13,8 +13,8 @@ csrc/include/nis/mcubes.h, on the CPU (OpenMP) or on a CUDA GPU (same headers).
 - `to_mesh(params, resolution)`: narrow-band (sparse) marching cubes; the same
   triangles as dense marching cubes wherever the band covers the surface.
 - `marching_cubes(volume, level)`: the native marching cubes on a dense grid,
-  equal to `skimage.measure.marching_cubes(volume, level, method="lorensen",
-  gradient_direction="ascent")` up to vertex/face order.
+  equal to `skimage.measure.marching_cubes(volume, level, method="lorensen")`
+  (gradient_direction="descent", its default) up to vertex/face order.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._backend import data_ptr, device_of, native, stream_ptr
+from ._backend import cuda_available, cuda_status, data_ptr, device_of, native, stream_ptr
 from .network import N_PARAMS
 
 SHADING_MODES = {"lambert": 0, "normals": 1, "depth": 2}
@@ -127,6 +127,8 @@ def _params_on(params, device: str):
     if device == "cuda":
         import torch
 
+        if not cuda_available():
+            raise RuntimeError(f"nis_fast.decode: CUDA was asked for, but it is not available here ({cuda_status()['reason']})")
         return torch.as_tensor(p).to(device="cuda", dtype=torch.float32).contiguous()
     if not isinstance(p, np.ndarray):
         p = p.cpu().numpy()
@@ -262,10 +264,21 @@ def save_png(image, path) -> None:
 
 # ----------------------------------------------------------------------------------------------- meshing
 
+def _node_positions(nodes, h: float):
+    """Unit-frame positions of integer grid nodes [N, 3] (torch): the one formula used for dense and sparse grids,
+    so that both evaluate the network at bit-identical points."""
+    import torch
+
+    return nodes.to(torch.float32) * h - 1.0
+
+
 def grid_points(resolution: int) -> np.ndarray:
     """The nodes of the resolution^3 grid over [-1, 1]^3, [R^3, 3] float32 in C order (x slowest)."""
-    axis = np.linspace(-1.0, 1.0, resolution, dtype=np.float32)
-    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    import torch
+
+    r = torch.arange(resolution)
+    nodes = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
+    return _node_positions(nodes, 2.0 / (resolution - 1)).numpy()
 
 
 def sdf_grid(params, resolution: int, *, device=None) -> np.ndarray:
@@ -285,7 +298,7 @@ def marching_cubes(volume, level: float = 0.0):
     Classic Lorensen-Cline cases (no ambiguity resolution), one vertex per crossed
     grid edge (a welded, indexed mesh), faces wound so that their normals point
     towards increasing values (outwards for an SDF). The same mesh as
-    skimage.measure.marching_cubes(volume, level, method="lorensen", gradient_direction="ascent").
+    skimage.measure.marching_cubes(volume, level, method="lorensen") (default gradient_direction="descent").
     """
     volume = np.ascontiguousarray(volume, dtype=np.float32)
     if volume.ndim != 3 or min(volume.shape) < 2:
@@ -351,7 +364,7 @@ def to_mesh(params, resolution: int = 256, *, device=None, level: float = 0.0, s
     node_keys = torch.unique((corners[:, 0] * resolution + corners[:, 1]) * resolution + corners[:, 2])
     nodes = torch.stack([node_keys // (resolution * resolution), (node_keys // resolution) % resolution,
                          node_keys % resolution], dim=1)
-    values = eval_sdf(params, nodes.to(torch.float32) * h - 1.0)
+    values = eval_sdf(params, _node_positions(nodes, h))
     cell_keys = (cells[:, 0] * resolution + cells[:, 1]) * resolution + cells[:, 2]
     node_keys = np.ascontiguousarray(node_keys.cpu().numpy())
     vertices, faces = native.marching_cubes_cells(

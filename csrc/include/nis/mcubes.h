@@ -1,16 +1,20 @@
 // Marching cubes for one grid cell, written once for the CPU and CUDA backends.
 //
-// Conventions (those of Lorensen & Cline's classic algorithm as tabulated by
-// P. Bourke, which is also scikit-image's method="lorensen" table):
-//   corner c of a cell at grid node (i, j, k) sits at (i, j, k) + kMcCornerOffset[c];
-//   edge e joins corners kMcEdgeCorners[e][0] -> [1], along one axis, low -> high;
-//   bit c of the case index is set when value(corner c) < level.
-// The triangles of the table wind so that, with "inside" = below the level, their
-// normals (right-hand rule) point towards decreasing values; mc_cell_triangles
-// reverses them, so the mesh's normals point outwards (towards increasing SDF),
-// the orientation of skimage.measure.marching_cubes(..., gradient_direction="ascent").
-// Grid nodes are addressed by linear keys (i * ny + j) * nz + k (C order of a
-// volume[i, j, k]); a vertex lies on a grid edge, addressed by 3 * key(low corner) + axis.
+// The classic cases of Lorensen & Cline (no ambiguity resolution) in the table
+// tabulated by P. Bourke, which is also scikit-image's method="lorensen" table.
+// Conventions, chosen so that the output equals
+// skimage.measure.marching_cubes(volume, level, method="lorensen") (its default
+// gradient_direction="descent") up to the order of vertices and faces:
+//   a volume is indexed volume[i, j, k]; the table's (x, y, z) are (k, j, i);
+//   corner c of the cell with low node (i, j, k) is at (i, j, k) + offset(c) with
+//   offset(c) = ((c >> 2) & 1, (c >> 1) & 1, (c ^ (c >> 1)) & 1);
+//   edge e joins corners mc_edge_corners(e), along one axis;
+//   bit c of the case index is set when value(corner c) > level;
+//   triangles are emitted in reverse table order, so that their normals (right-hand
+//   rule) point towards increasing values: outwards for a signed distance.
+// Grid nodes are addressed by linear keys (i * ny + j) * nz + k (C order); a vertex
+// lies on a grid edge, addressed by 3 * key(low end) + axis, so shared vertices
+// are welded by key.
 #pragma once
 #include "nis/common.h"
 
@@ -290,10 +294,9 @@ NIS_HD int mc_table_entry(int cube, int k) {
 #endif
 }
 
-// Offsets (x, y, z) of the eight corners, and the two corners of each edge.
+// Offset of corner `corner` along array axis `axis` (0: i, 1: j, 2: k).
 NIS_HD int mc_corner_offset(int corner, int axis) {
-    // bit pattern per corner: x = (c ^ (c >> 1)) & 1, y = (c >> 1) & 1, z = (c >> 2) & 1
-    return axis == 0 ? ((corner ^ (corner >> 1)) & 1) : axis == 1 ? ((corner >> 1) & 1) : ((corner >> 2) & 1);
+    return axis == 0 ? ((corner >> 2) & 1) : axis == 1 ? ((corner >> 1) & 1) : ((corner ^ (corner >> 1)) & 1);
 }
 
 // Edges 0-3: bottom face ring, 4-7: top face ring, 8-11: verticals.
@@ -311,7 +314,7 @@ NIS_HD void mc_edge_corners(int edge, int* a, int* b) {
 template <typename T>
 NIS_HD int mc_case(const T v[8], T level) {
     int cube = 0;
-    for (int c = 0; c < 8; ++c) cube |= (v[c] < level ? 1 : 0) << c;
+    for (int c = 0; c < 8; ++c) cube |= (v[c] > level ? 1 : 0) << c;
     return cube;
 }
 
@@ -338,7 +341,7 @@ NIS_HD int64_t mc_edge_key(int64_t i, int64_t j, int64_t k, int edge, int64_t ny
     return 3 * mc_corner_key(i, j, k, low, ny, nz) + axis;
 }
 
-// Writes the 3 * count edge keys of the cell's triangles (outward winding).
+// Writes the 3 * count edge keys of the cell's triangles (outward winding: reversed table order).
 NIS_HD void mc_cell_triangles(int64_t i, int64_t j, int64_t k, int cube, int64_t ny, int64_t nz, int64_t* out) {
     const int n = mc_triangle_count(cube);
     for (int t = 0; t < n; ++t)
