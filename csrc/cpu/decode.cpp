@@ -10,11 +10,13 @@
 #include "nis/trace.h"
 
 // The network evaluation vectorises over the 32 units of a layer; on x86 the
-// loops are compiled a second time for AVX2 + FMA, picked at load time.
+// per-chunk loops are compiled a second time for AVX2 + FMA (picked at load
+// time), with every call inside them inlined (flatten) so that the network code
+// itself gets the wider instructions.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NIS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define NIS_CPU_CLONES __attribute__((flatten, target_clones("arch=x86-64-v3", "default")))
 #else
-#define NIS_CPU_CLONES
+#define NIS_CPU_CLONES __attribute__((flatten))
 #endif
 
 namespace nis {
