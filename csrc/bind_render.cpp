@@ -1,7 +1,6 @@
 // Bindings of the decoding ops: sphere-traced rendering, batched network
-// evaluation (value and gradient), marching cubes over a set of cells.
+// evaluation (value and gradient), marching cubes over a set of cells (three passes).
 // nis_fast/decode.py validates everything before calling these.
-#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <array>
@@ -14,6 +13,9 @@ namespace nis {
 namespace {
 using Float3 = std::array<float, 3>;
 Vec3f vec(const Float3& a) { return make_vec3(a[0], a[1], a[2]); }
+McGrid grid(std::uintptr_t values, std::uintptr_t node_keys, int64_t n_nodes, int64_t ny, int64_t nz, float level) {
+    return McGrid{ptr<const float>(values), ptr<const int64_t>(node_keys), n_nodes, ny, nz, level};
+}
 }  // namespace
 
 void bind_render(py::module_& m) {
@@ -60,26 +62,58 @@ void bind_render(py::module_& m) {
         },
         "Network value (and gradient when grad != 0) at float32 points [n, 3].");
 
+    // Marching cubes in three passes; the grid is (values, node_keys or 0 for a dense grid, n_nodes, ny, nz, level).
     m.def(
-        "marching_cubes_cells",
-        [](py::array_t<float, py::array::c_style> values, std::uintptr_t node_keys, int64_t n_nodes,
-           py::array_t<int64_t, py::array::c_style> cells, int64_t ny, int64_t nz, float level) {
-            McMesh mesh;
-            {
-                py::gil_scoped_release nogil;
-                mesh = cpu::marching_cubes_cells(values.data(), ptr<const int64_t>(node_keys), n_nodes, cells.data(),
-                                                 cells.size(), ny, nz, level);
+        "mc_cell_cases",
+        [](const std::string& device, std::uintptr_t values, std::uintptr_t node_keys, int64_t n_nodes, int64_t ny,
+           int64_t nz, float level, std::uintptr_t cells, int64_t n, std::uintptr_t cases, std::uintptr_t triangles,
+           std::uintptr_t stream) {
+            const bool cuda = is_cuda(device);
+            const McGrid g = grid(values, node_keys, n_nodes, ny, nz, level);
+            py::gil_scoped_release nogil;
+            if (cuda) {
+                NIS_CUDA_ONLY(cuda::mc_cell_cases(g, ptr<const int64_t>(cells), n, ptr<uint8_t>(cases),
+                                                  ptr<int64_t>(triangles), ptr<void>(stream)));
+            } else {
+                cpu::mc_cell_cases(g, ptr<const int64_t>(cells), n, ptr<uint8_t>(cases), ptr<int64_t>(triangles));
             }
-            const auto n_vertices = static_cast<py::ssize_t>(mesh.vertices.size() / 3);
-            const auto n_faces = static_cast<py::ssize_t>(mesh.faces.size() / 3);
-            py::array_t<float> vertices({n_vertices, py::ssize_t{3}});
-            py::array_t<int32_t> faces({n_faces, py::ssize_t{3}});
-            std::copy(mesh.vertices.begin(), mesh.vertices.end(), vertices.mutable_data());
-            std::copy(mesh.faces.begin(), mesh.faces.end(), faces.mutable_data());
-            return py::make_tuple(vertices, faces);
         },
-        "Marching cubes over cells (low-corner node keys) of a node grid; node_keys = 0 means a dense grid. "
-        "Returns (vertices [V,3] float32 in grid units, faces [F,3] int32), outward winding.");
+        "Marching cubes pass 1: case index (uint8) and triangle count (int64) of each cell (low-corner node key).");
+
+    m.def(
+        "mc_cell_edges",
+        [](const std::string& device, std::uintptr_t values, std::uintptr_t node_keys, int64_t n_nodes, int64_t ny,
+           int64_t nz, float level, std::uintptr_t cells, std::uintptr_t cases, std::uintptr_t first, int64_t n,
+           std::uintptr_t edge_keys, std::uintptr_t stream) {
+            const bool cuda = is_cuda(device);
+            const McGrid g = grid(values, node_keys, n_nodes, ny, nz, level);
+            py::gil_scoped_release nogil;
+            if (cuda) {
+                NIS_CUDA_ONLY(cuda::mc_cell_edges(g, ptr<const int64_t>(cells), ptr<const uint8_t>(cases),
+                                                  ptr<const int64_t>(first), n, ptr<int64_t>(edge_keys),
+                                                  ptr<void>(stream)));
+            } else {
+                cpu::mc_cell_edges(g, ptr<const int64_t>(cells), ptr<const uint8_t>(cases), ptr<const int64_t>(first),
+                                   n, ptr<int64_t>(edge_keys));
+            }
+        },
+        "Marching cubes pass 2: the grid-edge keys of each cell's triangles, from 3 * first[c] (outward winding).");
+
+    m.def(
+        "mc_edge_vertices",
+        [](const std::string& device, std::uintptr_t values, std::uintptr_t node_keys, int64_t n_nodes, int64_t ny,
+           int64_t nz, float level, std::uintptr_t edges, int64_t n, std::uintptr_t vertices, std::uintptr_t stream) {
+            const bool cuda = is_cuda(device);
+            const McGrid g = grid(values, node_keys, n_nodes, ny, nz, level);
+            py::gil_scoped_release nogil;
+            if (cuda) {
+                NIS_CUDA_ONLY(cuda::mc_edge_vertices(g, ptr<const int64_t>(edges), n, ptr<float>(vertices),
+                                                     ptr<void>(stream)));
+            } else {
+                cpu::mc_edge_vertices(g, ptr<const int64_t>(edges), n, ptr<float>(vertices));
+            }
+        },
+        "Marching cubes pass 3: the vertex (grid units) on each welded grid edge.");
 }
 
 }  // namespace nis

@@ -292,6 +292,30 @@ def sdf_grid(params, resolution: int, *, device=None) -> np.ndarray:
     return eval_sdf(params, pts).reshape((resolution,) * 3)
 
 
+def _extract(values, node_keys, cells, ny: int, nz: int, level: float, device: str):
+    """Marching cubes over `cells` (int64 low-corner node keys) of a node grid with `values` at the sorted
+    `node_keys` (None: a dense grid in C order); torch tensors on `device`. Three native passes (cases, triangle
+    edge keys, vertices) around a prefix sum and the welding: one vertex per distinct grid-edge key."""
+    import torch
+
+    grid = (data_ptr(values), 0 if node_keys is None else data_ptr(node_keys),
+            len(values) if node_keys is None else len(node_keys), ny, nz, float(level))
+    stream = stream_ptr(device)
+    cases = torch.empty(len(cells), dtype=torch.uint8, device=cells.device)
+    counts = torch.empty(len(cells), dtype=torch.int64, device=cells.device)
+    native.mc_cell_cases(device, *grid, data_ptr(cells), len(cells), data_ptr(cases), data_ptr(counts), stream)
+    crossed = counts > 0
+    cells, cases, counts = cells[crossed], cases[crossed], counts[crossed]
+    first = torch.cumsum(counts, 0) - counts
+    keys = torch.empty(3 * int(counts.sum()), dtype=torch.int64, device=cells.device)
+    native.mc_cell_edges(device, *grid, data_ptr(cells), data_ptr(cases), data_ptr(first), len(cells),
+                         data_ptr(keys), stream)
+    edges, corner_vertex = torch.unique(keys, return_inverse=True)
+    vertices = torch.empty((len(edges), 3), dtype=torch.float32, device=cells.device)
+    native.mc_edge_vertices(device, *grid, data_ptr(edges), len(edges), data_ptr(vertices), stream)
+    return vertices, corner_vertex.reshape(-1, 3).to(torch.int32)
+
+
 def marching_cubes(volume, level: float = 0.0):
     """Marching cubes on a dense volume [nx, ny, nz]: (vertices [V, 3] float32 in index units, faces [F, 3] int32).
 
@@ -300,13 +324,16 @@ def marching_cubes(volume, level: float = 0.0):
     towards increasing values (outwards for an SDF). The same mesh as
     skimage.measure.marching_cubes(volume, level, method="lorensen") (default gradient_direction="descent").
     """
+    import torch
+
     volume = np.ascontiguousarray(volume, dtype=np.float32)
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise ValueError(f"nis_fast.decode.marching_cubes: need a 3D volume of at least 2x2x2, got {volume.shape}")
     nx, ny, nz = volume.shape
-    i, j, k = np.meshgrid(np.arange(nx - 1), np.arange(ny - 1), np.arange(nz - 1), indexing="ij")
-    cells = ((i * ny + j) * nz + k).reshape(-1).astype(np.int64)
-    return native.marching_cubes_cells(volume.reshape(-1), 0, volume.size, cells, ny, nz, float(level))
+    i, j, k = torch.meshgrid(torch.arange(nx - 1), torch.arange(ny - 1), torch.arange(nz - 1), indexing="ij")
+    cells = ((i * ny + j) * nz + k).reshape(-1)
+    vertices, faces = _extract(torch.from_numpy(volume.reshape(-1)), None, cells, ny, nz, level, "cpu")
+    return vertices.numpy(), faces.numpy()
 
 
 _CHILD_OFFSETS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
@@ -349,7 +376,7 @@ def to_mesh(params, resolution: int = 256, *, device=None, level: float = 0.0, s
     Returns (vertices [V, 3] float32 in the unit frame, faces [F, 3] int32), an indexed mesh with one
     vertex per crossed grid edge and outward winding; identical to `marching_cubes(sdf_grid(...))`
     (scaled to the unit frame) wherever the band holds the surface (see `narrow_band_cells`).
-    Octree refinement and the network evaluations run on `device`; the triangulation runs on the CPU.
+    Everything (octree refinement, network evaluations, the three marching-cubes passes, welding) runs on `device`.
     """
     import torch
 
@@ -366,8 +393,7 @@ def to_mesh(params, resolution: int = 256, *, device=None, level: float = 0.0, s
                          node_keys % resolution], dim=1)
     values = eval_sdf(params, _node_positions(nodes, h))
     cell_keys = (cells[:, 0] * resolution + cells[:, 1]) * resolution + cells[:, 2]
-    node_keys = np.ascontiguousarray(node_keys.cpu().numpy())
-    vertices, faces = native.marching_cubes_cells(
-        np.ascontiguousarray(values.cpu().numpy()), data_ptr(node_keys), len(node_keys),
-        np.ascontiguousarray(cell_keys.cpu().numpy()), resolution, resolution, float(level))
+    device = "cuda" if cells.is_cuda else "cpu"
+    vertices, faces = _extract(values, node_keys, cell_keys, resolution, resolution, level, device)
+    vertices, faces = vertices.cpu().numpy(), faces.cpu().numpy()
     return vertices * np.float32(h) - np.float32(1.0), faces

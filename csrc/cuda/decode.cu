@@ -4,6 +4,7 @@
 // and the activations stay in registers.
 #include "nis/decode_ops.h"
 #include "nis/launch.h"
+#include "nis/mcubes.h"
 #include "nis/mlp.h"
 #include "nis/trace.h"
 
@@ -52,6 +53,31 @@ __global__ void __launch_bounds__(kEvalBlock, 3) sdf_points_kernel(const float* 
     }
 }
 
+// Marching cubes passes: one thread per cell / per welded edge.
+__global__ void mc_cell_cases_kernel(McGrid grid, const int64_t* __restrict__ cells, int64_t n, uint8_t* cases,
+                                     int64_t* triangles) {
+    const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (c >= n) return;
+    int count;
+    cases[c] = static_cast<uint8_t>(mc_cell_case(grid, cells[c], &count));
+    triangles[c] = count;
+}
+
+__global__ void mc_cell_edges_kernel(McGrid grid, const int64_t* __restrict__ cells, const uint8_t* __restrict__ cases,
+                                     const int64_t* __restrict__ first, int64_t n, int64_t* edge_keys) {
+    const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (c >= n) return;
+    mc_cell_edge_keys(grid, cells[c], cases[c], edge_keys + 3 * first[c]);
+}
+
+__global__ void mc_edge_vertices_kernel(McGrid grid, const int64_t* __restrict__ edges, int64_t n, float* vertices) {
+    const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    store3(vertices, e, mc_edge_vertex(grid, edges[e]));
+}
+
+constexpr int kMcBlock = 256;
+
 unsigned eval_grid_size(int64_t n) {
     int device = 0, sms = 0;
     check_cuda(cudaGetDevice(&device), "sdf_points");
@@ -77,6 +103,32 @@ void sdf_points(const float* params, const float* points, int64_t n, float* sdf,
     sdf_points_kernel<<<eval_grid_size(n), kEvalBlock, kParamBytes, static_cast<cudaStream_t>(stream)>>>(
         params, points, n, sdf, grad);
     check_cuda(cudaGetLastError(), "sdf_points");
+}
+
+void mc_cell_cases(const McGrid& grid, const int64_t* cells, int64_t n, uint8_t* cases, int64_t* triangles,
+                   void* stream) {
+    require_cuda("mc_cell_cases");
+    if (n == 0) return;
+    mc_cell_cases_kernel<<<grid_for(n, kMcBlock), kMcBlock, 0, static_cast<cudaStream_t>(stream)>>>(grid, cells, n,
+                                                                                                    cases, triangles);
+    check_cuda(cudaGetLastError(), "mc_cell_cases");
+}
+
+void mc_cell_edges(const McGrid& grid, const int64_t* cells, const uint8_t* cases, const int64_t* first, int64_t n,
+                   int64_t* edge_keys, void* stream) {
+    require_cuda("mc_cell_edges");
+    if (n == 0) return;
+    mc_cell_edges_kernel<<<grid_for(n, kMcBlock), kMcBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+        grid, cells, cases, first, n, edge_keys);
+    check_cuda(cudaGetLastError(), "mc_cell_edges");
+}
+
+void mc_edge_vertices(const McGrid& grid, const int64_t* edges, int64_t n, float* vertices, void* stream) {
+    require_cuda("mc_edge_vertices");
+    if (n == 0) return;
+    mc_edge_vertices_kernel<<<grid_for(n, kMcBlock), kMcBlock, 0, static_cast<cudaStream_t>(stream)>>>(grid, edges, n,
+                                                                                                       vertices);
+    check_cuda(cudaGetLastError(), "mc_edge_vertices");
 }
 
 }  // namespace cuda

@@ -1,35 +1,36 @@
 // Declarations of the decoding ops (sphere tracing, batched network evaluation,
-// marching cubes), one entry per backend. Raw pointers and sizes only.
+// marching cubes in three passes), one entry per backend. Raw pointers and sizes only.
 #pragma once
 #include <cstdint>
-#include <vector>
 
+#include "nis/mcubes.h"
 #include "nis/trace.h"
 
 namespace nis {
-
-// An indexed triangle mesh in grid units: vertices [V, 3], faces [F, 3].
-struct McMesh {
-    std::vector<float> vertices;
-    std::vector<int32_t> faces;
-};
 
 namespace cpu {
 void render(const float* params, const PinholeCamera& cam, const TraceSettings& trace, const ShadeSettings& shade,
             const RenderBuffers& out);
 // sdf[i] = f(points[i]); grad (may be null) = df/dx [n, 3].
 void sdf_points(const float* params, const float* points, int64_t n, float* sdf, float* grad);
-// Marching cubes over the given cells of an (nx, ny, nz) grid of nodes (nx is implied). Cells are
-// named by the key of their low corner; `values` holds the value of every node in
-// `node_keys` (sorted, unique), or of the whole grid in C order when node_keys is null.
-McMesh marching_cubes_cells(const float* values, const int64_t* node_keys, int64_t n_nodes, const int64_t* cells,
-                            int64_t n_cells, int64_t ny, int64_t nz, float level);
+// Marching cubes, pass 1: case index and triangle count of each cell.
+void mc_cell_cases(const McGrid& grid, const int64_t* cells, int64_t n, uint8_t* cases, int64_t* triangles);
+// Pass 2: the edge keys of each cell's triangles, written from 3 * first[c].
+void mc_cell_edges(const McGrid& grid, const int64_t* cells, const uint8_t* cases, const int64_t* first, int64_t n,
+                   int64_t* edge_keys);
+// Pass 3 (after welding the edge keys): the vertex on each distinct edge, [n, 3] grid units.
+void mc_edge_vertices(const McGrid& grid, const int64_t* edges, int64_t n, float* vertices);
 }  // namespace cpu
 
 namespace cuda {
 void render(const float* params, const PinholeCamera& cam, const TraceSettings& trace, const ShadeSettings& shade,
             const RenderBuffers& out, void* stream);
 void sdf_points(const float* params, const float* points, int64_t n, float* sdf, float* grad, void* stream);
+void mc_cell_cases(const McGrid& grid, const int64_t* cells, int64_t n, uint8_t* cases, int64_t* triangles,
+                   void* stream);
+void mc_cell_edges(const McGrid& grid, const int64_t* cells, const uint8_t* cases, const int64_t* first, int64_t n,
+                   int64_t* edge_keys, void* stream);
+void mc_edge_vertices(const McGrid& grid, const int64_t* edges, int64_t n, float* vertices, void* stream);
 }  // namespace cuda
 
 }  // namespace nis

@@ -311,57 +311,78 @@ NIS_HD void mc_edge_corners(int edge, int* a, int* b) {
     }
 }
 
-template <typename T>
-NIS_HD int mc_case(const T v[8], T level) {
-    int cube = 0;
-    for (int c = 0; c < 8; ++c) cube |= (v[c] > level ? 1 : 0) << c;
-    return cube;
-}
-
 NIS_HD int mc_triangle_count(int cube) {
     int n = 0;
     while (n < 15 && mc_table_entry(cube, n) >= 0) n += 3;
     return n / 3;
 }
 
-// Node key of corner c of the cell whose low corner is (i, j, k).
-NIS_HD int64_t mc_corner_key(int64_t i, int64_t j, int64_t k, int corner, int64_t ny, int64_t nz) {
-    return ((i + mc_corner_offset(corner, 0)) * ny + (j + mc_corner_offset(corner, 1))) * nz +
-           (k + mc_corner_offset(corner, 2));
+// The grid being triangulated: node values, either dense (node_keys null: values
+// of all nx * ny * nz nodes in C order) or sparse (values of the sorted, unique
+// node keys). Cells are named by the key of their low corner.
+struct McGrid {
+    const float* values;
+    const int64_t* node_keys;
+    int64_t n_nodes;
+    int64_t ny, nz;
+    float level;
+};
+
+NIS_HD float mc_node_value(const McGrid& g, int64_t key) {
+    if (!g.node_keys) return g.values[key];
+    int64_t lo = 0, hi = g.n_nodes;  // first node_keys[i] >= key; every corner of a listed cell is present
+    while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (g.node_keys[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return g.values[lo];
 }
 
-// Key of the grid edge holding edge e of that cell: 3 * key(low corner) + axis.
-NIS_HD int64_t mc_edge_key(int64_t i, int64_t j, int64_t k, int edge, int64_t ny, int64_t nz) {
+// Key of the node at (i, j, k) + offset(corner) from node `key`.
+NIS_HD int64_t mc_corner_key(const McGrid& g, int64_t key, int corner) {
+    return key + mc_corner_offset(corner, 0) * g.ny * g.nz + mc_corner_offset(corner, 1) * g.nz +
+           mc_corner_offset(corner, 2);
+}
+
+// The case index of a cell and its number of triangles.
+NIS_HD int mc_cell_case(const McGrid& g, int64_t cell, int* triangles) {
+    int cube = 0;
+    for (int c = 0; c < 8; ++c) cube |= (mc_node_value(g, mc_corner_key(g, cell, c)) > g.level ? 1 : 0) << c;
+    *triangles = mc_triangle_count(cube);
+    return cube;
+}
+
+// Key of the grid edge holding edge e of a cell: 3 * key(low end) + axis.
+NIS_HD int64_t mc_edge_key(const McGrid& g, int64_t cell, int edge) {
     int a, b;
     mc_edge_corners(edge, &a, &b);
     int axis = 0;
     for (int q = 0; q < 3; ++q)
         if (mc_corner_offset(a, q) != mc_corner_offset(b, q)) axis = q;
     const int low = mc_corner_offset(a, axis) < mc_corner_offset(b, axis) ? a : b;
-    return 3 * mc_corner_key(i, j, k, low, ny, nz) + axis;
+    return 3 * mc_corner_key(g, cell, low) + axis;
 }
 
-// Writes the 3 * count edge keys of the cell's triangles (outward winding: reversed table order).
-NIS_HD void mc_cell_triangles(int64_t i, int64_t j, int64_t k, int cube, int64_t ny, int64_t nz, int64_t* out) {
+// Writes the 3 * triangles edge keys of a cell's triangles (outward winding:
+// reversed table order). Welding = one vertex per distinct key.
+NIS_HD void mc_cell_edge_keys(const McGrid& g, int64_t cell, int cube, int64_t* out) {
     const int n = mc_triangle_count(cube);
     for (int t = 0; t < n; ++t)
-        for (int q = 0; q < 3; ++q) out[3 * t + q] = mc_edge_key(i, j, k, mc_table_entry(cube, 3 * t + 2 - q), ny, nz);
+        for (int q = 0; q < 3; ++q) out[3 * t + q] = mc_edge_key(g, cell, mc_table_entry(cube, 3 * t + 2 - q));
 }
 
-// Position (grid units) of the vertex on the grid edge `edge_key`, from the values
-// at its low and high ends: linear interpolation of the crossing of `level`.
-template <typename T>
-NIS_HD Vec3<T> mc_edge_vertex(int64_t edge_key, T v_low, T v_high, T level, int64_t ny, int64_t nz) {
+// Position (grid units: node indices) of the vertex on a grid edge: where linear
+// interpolation of the values at its two ends crosses the level.
+NIS_HD Vec3<float> mc_edge_vertex(const McGrid& g, int64_t edge_key) {
     const int axis = static_cast<int>(edge_key % 3);
     const int64_t node = edge_key / 3;
-    T p[3] = {static_cast<T>(node / (ny * nz)), static_cast<T>((node / nz) % ny), static_cast<T>(node % nz)};
-    p[axis] += (level - v_low) / (v_high - v_low);
+    const int64_t next = node + (axis == 0 ? g.ny * g.nz : axis == 1 ? g.nz : 1);
+    const float v_low = mc_node_value(g, node), v_high = mc_node_value(g, next);
+    float p[3] = {static_cast<float>(node / (g.ny * g.nz)), static_cast<float>((node / g.nz) % g.ny),
+                  static_cast<float>(node % g.nz)};
+    p[axis] += (g.level - v_low) / (v_high - v_low);
     return make_vec3(p[0], p[1], p[2]);
-}
-
-// Key of the node one step along `axis` from `node`.
-NIS_HD int64_t mc_node_step(int64_t node, int axis, int64_t ny, int64_t nz) {
-    return node + (axis == 0 ? ny * nz : axis == 1 ? nz : 1);
 }
 
 }  // namespace nis
