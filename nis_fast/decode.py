@@ -105,11 +105,16 @@ class RenderBuffers:
     hit: np.ndarray     # (H, W) bool
 
 
+def _require_cuda():
+    if not cuda_available():
+        raise RuntimeError(f"nis_fast.decode: CUDA was asked for, but it is not available here ({cuda_status()['reason']})")
+
+
 def _resolve_device(x, device) -> str:
-    if device is None:
-        return device_of(x)
-    name = str(device)
+    """'cpu' or 'cuda': `device` if given, else where x lives; a clear error when CUDA is asked for but absent."""
+    name = device_of(x) if device is None else str(device)
     if name.startswith("cuda"):
+        _require_cuda()
         return "cuda"
     if name == "cpu":
         return "cpu"
@@ -127,8 +132,7 @@ def _params_on(params, device: str):
     if device == "cuda":
         import torch
 
-        if not cuda_available():
-            raise RuntimeError(f"nis_fast.decode: CUDA was asked for, but it is not available here ({cuda_status()['reason']})")
+        _require_cuda()
         return torch.as_tensor(p).to(device="cuda", dtype=torch.float32).contiguous()
     if not isinstance(p, np.ndarray):
         p = p.cpu().numpy()

@@ -142,8 +142,14 @@ def test_cuda_without_a_gpu_raises_a_clear_error():
     with pytest.raises(RuntimeError, match="CUDA"):
         native.render("cuda", params.ctypes.data, 2, 2, *cam, 1e-3, 1.6, 1.0, 8, 0, (0, 0, 1), (1, 1, 1), (0, 0, 0),
                       0.2, 0, 0.02, 1.0, 3.0, image.ctypes.data, 0, 0, 0, 0)
+    cells, counts = np.zeros(1, np.int64), np.empty(1, np.int64)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        native.mc_cell_cases("cuda", out.ctypes.data, 0, 4, 2, 2, 0.0, cells.ctypes.data, 1, image.ctypes.data,
+                             counts.ctypes.data, 0)
     with pytest.raises(RuntimeError, match="CUDA"):
         decode.render(params, 4, 4, device="cuda")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        decode.to_mesh(params, 8, device="cuda")
 
 
 def test_save_png_round_trip(tmp_path):
