@@ -64,7 +64,7 @@ def main():
         })
     report("bench_mesh", ["resolution", "device", "nis_fast_s", "torch_grid_s", "skimage_mc_s", "pymcubes_mc_s",
                           "speedup_vs_best_peer_total", "nis_fast_faces", "skimage_faces"], rows, out=args.out,
-           notes=[f"network: {net_name}; nis_fast: to_mesh(resolution) narrow band, safety 2, extraction on the CPU",
+           notes=[f"network: {net_name}; nis_fast: to_mesh(resolution): narrow band (safety 2), every pass on --device",
                   "peers: dense grid by torch eager (torch_grid_s) + extraction (skimage lewiner default / PyMCubes)",
                   "skimage's default (lewiner) may add a few faces over the classic cases nis_fast uses",
                   f"{repeats} timed repeat(s); medians", "target (H100, measured only there): 512^3 mesh < 100 ms"])

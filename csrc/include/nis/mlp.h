@@ -86,9 +86,26 @@ NIS_HD T mlp_output_logit(const T* params, const T h[mlp::kWidth]) {
     return s;
 }
 
+// The weights are loop-invariant for a caller that evaluates the network many
+// times (the steps of a ray, a grid-stride loop): nvcc would hoist thousands of
+// weight loads out of that loop into registers and spill (255 registers for a
+// ray; 104 with this). An opaque zero offset keeps each evaluation's loads inside
+// it, and keeps shared-memory addressing (LDS.128).
+template <typename T>
+NIS_HD const T* mlp_no_hoist(const T* params) {
+#if defined(__CUDA_ARCH__)
+    int zero;
+    asm volatile("mov.u32 %0, 0;" : "=r"(zero));
+    return params + zero;
+#else
+    return params;
+#endif
+}
+
 // The network's signed distance at x: tanh of the output unit.
 template <typename T>
 NIS_HD T mlp_sdf(const T* params, Vec3<T> x) {
+    params = mlp_no_hoist(params);
     T h[mlp::kWidth];
     mlp_hidden(params, x, h, static_cast<uint32_t*>(nullptr));
     return std::tanh(mlp_output_logit(params, h));
@@ -113,6 +130,7 @@ NIS_HD T mlp_dot_row(const T* w, const T* g) {
 // tanh and the eight ReLU layers, using the saved masks).
 template <typename T>
 NIS_HD T mlp_sdf_grad(const T* params, Vec3<T> x, Vec3<T>* grad) {
+    params = mlp_no_hoist(params);
     T g[mlp::kWidth];
     uint32_t masks[mlp::kReluLayers];
     mlp_hidden(params, x, g, masks);
