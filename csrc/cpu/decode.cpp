@@ -25,8 +25,10 @@ constexpr int64_t kPixelChunk = 64;  // pixels per dynamic OpenMP chunk (ray cos
 
 NIS_CPU_CLONES void render_range(const float* params, const PinholeCamera& cam, const TraceSettings& trace,
                                  const ShadeSettings& shade, const RenderBuffers& out, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-        render_pixel(params, cam, trace, shade, static_cast<int>(i % cam.width), static_cast<int>(i / cam.width), out);
+    for (int64_t i = begin; i < end; ++i) {
+        const int px = static_cast<int>(i % cam.width), py = static_cast<int>(i / cam.width);
+        shade_pixel(params, cam, shade, px, py, trace_pixel(params, cam, trace, px, py), out);
+    }
 }
 
 NIS_CPU_CLONES void sdf_range(const float* params, const float* points, float* sdf, float* grad, int64_t begin,

@@ -23,15 +23,27 @@ __device__ void stage_params(const float* __restrict__ params, float* shared) {
     __syncthreads();
 }
 
-__global__ void __launch_bounds__(kTileX* kTileY, 3) render_kernel(const float* __restrict__ params, PinholeCamera cam,
-                                                                TraceSettings trace, ShadeSettings shade,
-                                                                RenderBuffers out) {
+// Tracing: forward passes only, so few registers and no spills (4 blocks/SM).
+__global__ void __launch_bounds__(kTileX* kTileY, 4) trace_kernel(const float* __restrict__ params, PinholeCamera cam,
+                                                                  TraceSettings trace, float* t) {
     extern __shared__ float weights[];
     stage_params(params, weights);
     const int px = blockIdx.x * kTileX + threadIdx.x;
     const int py = blockIdx.y * kTileY + threadIdx.y;
     if (px >= cam.width || py >= cam.height) return;
-    render_pixel(weights, cam, trace, shade, px, py, out);
+    t[static_cast<int64_t>(py) * cam.width + px] = trace_pixel(weights, cam, trace, px, py);
+}
+
+// Shading: the gradient (and AO) at each hit, and the output buffers.
+__global__ void __launch_bounds__(kTileX* kTileY, 3) shade_kernel(const float* __restrict__ params, PinholeCamera cam,
+                                                                  ShadeSettings shade, const float* __restrict__ t,
+                                                                  RenderBuffers out) {
+    extern __shared__ float weights[];
+    stage_params(params, weights);
+    const int px = blockIdx.x * kTileX + threadIdx.x;
+    const int py = blockIdx.y * kTileY + threadIdx.y;
+    if (px >= cam.width || py >= cam.height) return;
+    shade_pixel(weights, cam, shade, px, py, t[static_cast<int64_t>(py) * cam.width + px], out);
 }
 
 // Grid-stride loop, so that each block stages the weights once for many points.
@@ -93,8 +105,14 @@ void render(const float* params, const PinholeCamera& cam, const TraceSettings& 
     if (cam.width <= 0 || cam.height <= 0) return;
     const dim3 block(kTileX, kTileY);
     const dim3 grid(grid_for(cam.width, kTileX), grid_for(cam.height, kTileY));
-    render_kernel<<<grid, block, kParamBytes, static_cast<cudaStream_t>(stream)>>>(params, cam, trace, shade, out);
-    check_cuda(cudaGetLastError(), "render");
+    const auto s = static_cast<cudaStream_t>(stream);
+    float* t = nullptr;
+    check_cuda(cudaMallocAsync(&t, sizeof(float) * cam.width * cam.height, s), "render");
+    trace_kernel<<<grid, block, kParamBytes, s>>>(params, cam, trace, t);
+    shade_kernel<<<grid, block, kParamBytes, s>>>(params, cam, shade, t, out);
+    const cudaError_t launch = cudaGetLastError();
+    check_cuda(cudaFreeAsync(t, s), "render");
+    check_cuda(launch, "render");
 }
 
 void sdf_points(const float* params, const float* points, int64_t n, float* sdf, float* grad, void* stream) {

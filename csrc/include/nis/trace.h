@@ -130,7 +130,7 @@ NIS_HD Vec3f shade_hit(const float* params, Vec3f p, Vec3f d, Vec3f normal, floa
     return s.albedo * light;
 }
 
-// Where render_pixel writes; any pointer may be null (that buffer is skipped).
+// Where shade_pixel writes; any pointer may be null (that buffer is skipped).
 struct RenderBuffers {
     uint8_t* image;   // [H, W, 3] RGB
     float* depth;     // [H, W] distance along the ray, +inf on a miss
@@ -140,28 +140,37 @@ struct RenderBuffers {
 
 NIS_HD uint8_t to_byte(float c) { return static_cast<uint8_t>(nis_clamp(c, 0.0f, 1.0f) * 255.0f + 0.5f); }
 
-NIS_HD void render_pixel(const float* params, const PinholeCamera& cam, const TraceSettings& ts,
-                         const ShadeSettings& ss, int px, int py, const RenderBuffers& out) {
-    const Vec3f d = camera_ray(cam, px, py);
-    const TraceResult r = sphere_trace(params, cam.eye, d, ts);
+// A pixel is rendered in two passes, so that the GPU can run the tracing loop
+// (forward passes only, few registers) apart from the shading (gradient, AO).
+// Pass 1: distance along the pixel's ray to the hit, or -1 on a miss.
+NIS_HD float trace_pixel(const float* params, const PinholeCamera& cam, const TraceSettings& ts, int px, int py) {
+    const TraceResult r = sphere_trace(params, cam.eye, camera_ray(cam, px, py), ts);
+    return r.hit ? r.t : -1.0f;
+}
+
+// Pass 2: shade the pixel traced to `t` and write the buffers.
+NIS_HD void shade_pixel(const float* params, const PinholeCamera& cam, const ShadeSettings& ss, int px, int py,
+                        float t, const RenderBuffers& out) {
+    const bool hit = t >= 0.0f;
     const int64_t i = static_cast<int64_t>(py) * cam.width + px;
     Vec3f color = ss.background, normal = make_vec3(0.0f, 0.0f, 0.0f);
-    if (r.hit) {
-        const Vec3f p = cam.eye + d * r.t;
+    if (hit) {
+        const Vec3f d = camera_ray(cam, px, py);
+        const Vec3f p = cam.eye + d * t;
         Vec3f g;
         mlp_sdf_grad(params, p, &g);
         const float len = length(g);
         if (len > 0.0f) normal = g * (1.0f / len);
-        color = shade_hit(params, p, d, normal, r.t, ss);
+        color = shade_hit(params, p, d, normal, t, ss);
     }
     if (out.image) {
         out.image[3 * i] = to_byte(color.x);
         out.image[3 * i + 1] = to_byte(color.y);
         out.image[3 * i + 2] = to_byte(color.z);
     }
-    if (out.depth) out.depth[i] = r.hit ? r.t : INFINITY;
+    if (out.depth) out.depth[i] = hit ? t : INFINITY;
     if (out.normal) store3(out.normal, i, normal);
-    if (out.hit) out.hit[i] = r.hit ? 1 : 0;
+    if (out.hit) out.hit[i] = hit ? 1 : 0;
 }
 
 }  // namespace nis
