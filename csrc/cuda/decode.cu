@@ -47,15 +47,18 @@ __global__ void __launch_bounds__(kTileX* kTileY, 3) shade_kernel(const float* _
 }
 
 // Grid-stride loop, so that each block stages the weights once for many points.
-__global__ void __launch_bounds__(kEvalBlock, 3) sdf_points_kernel(const float* __restrict__ params,
-                                                                const float* __restrict__ points, int64_t n,
-                                                                float* sdf, float* grad) {
+// Values only (meshing) and values + gradients are separate kernels: the
+// forward-only one needs far fewer registers.
+template <bool kWithGrad>
+__global__ void __launch_bounds__(kEvalBlock, kWithGrad ? 3 : 4)
+    sdf_points_kernel(const float* __restrict__ params, const float* __restrict__ points, int64_t n, float* sdf,
+                      float* grad) {
     extern __shared__ float weights[];
     stage_params(params, weights);
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const Vec3f p = load3(points, i);
-        if (grad) {
+        if (kWithGrad) {
             Vec3f g;
             sdf[i] = mlp_sdf_grad(weights, p, &g);
             store3(grad, i, g);
@@ -118,8 +121,9 @@ void render(const float* params, const PinholeCamera& cam, const TraceSettings& 
 void sdf_points(const float* params, const float* points, int64_t n, float* sdf, float* grad, void* stream) {
     require_cuda("sdf_points");
     if (n == 0) return;
-    sdf_points_kernel<<<eval_grid_size(n), kEvalBlock, kParamBytes, static_cast<cudaStream_t>(stream)>>>(
-        params, points, n, sdf, grad);
+    const auto kernel = grad ? sdf_points_kernel<true> : sdf_points_kernel<false>;
+    kernel<<<eval_grid_size(n), kEvalBlock, kParamBytes, static_cast<cudaStream_t>(stream)>>>(params, points, n, sdf,
+                                                                                             grad);
     check_cuda(cudaGetLastError(), "sdf_points");
 }
 

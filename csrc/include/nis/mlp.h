@@ -14,7 +14,7 @@
 // multiplies code size by 8 for no measurable gain and makes nvcc crawl. On the
 // CPU the compiler's loop vectoriser handles the 32-wide loops (one unit per SIMD
 // lane); csrc/cpu/decode.cpp inlines everything into its AVX2 and default clones.
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)  // the device pass of nvcc (its host pass would pass the pragmas on to gcc)
 #define NIS_UNROLL _Pragma("unroll")
 #define NIS_NO_UNROLL _Pragma("unroll 1")
 #else
