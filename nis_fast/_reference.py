@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .network import forward_torch
+from .network import LAYER_SIZES, N_PARAMS, OFFSETS, forward_torch
 
 # --- Triangle maths ---------------------------------------------------------------
 
@@ -183,3 +183,153 @@ def _adam_step_(params, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-7):
     m.mul_(beta1).add_((1.0 - beta1) * grad)
     v.mul_(beta2).add_((1.0 - beta2) * grad * grad)
     params.sub_(alpha * m / (v.sqrt() + eps))
+
+# =============================================================================================================
+# Decoding references
+# =============================================================================================================
+# A sphere tracer of the network in plain PyTorch (vectorised over rays, compacting the active rays every step),
+# normals by autograd, and networks whose zero level set is known in closed form. The same tracer, in float32,
+# is the "PyTorch eager" peer of benchmarks/bench_render.py.
+
+
+def sphere_trace_reference(params, origins, directions, *, eps=5e-4, relaxation=1.6, bound_radius=1.0,
+                           max_steps=128, dtype=None):
+    """Trace rays o + t d (|d| = 1) as csrc/include/nis/trace.h does: start where the ray enters the bounding
+    sphere, hit when |f| < eps, miss when leaving it or after max_steps evaluations; over-relaxed steps with
+    Keinert et al.'s fallback. Returns (t [N], hit [N] bool, steps [N]) as torch tensors.
+    """
+    import torch
+
+    dtype = dtype or torch.float64
+    o = torch.as_tensor(origins, dtype=dtype)
+    d = torch.as_tensor(directions, dtype=dtype)
+    device = o.device
+    p = torch.as_tensor(params, dtype=dtype, device=device)
+    n = len(o)
+    b = (o * d).sum(1)
+    disc = b * b - ((o * o).sum(1) - bound_radius ** 2)
+    s = disc.clamp(min=0).sqrt()
+    t = (-b - s).clamp(min=0)
+    t_out = -b + s
+    hit = torch.zeros(n, dtype=torch.bool, device=device)
+    steps = torch.zeros(n, dtype=torch.int64, device=device)
+    omega = torch.full((n,), float(relaxation), dtype=dtype, device=device)
+    sign = torch.ones(n, dtype=dtype, device=device)
+    prev_radius = torch.zeros(n, dtype=dtype, device=device)
+    step = torch.zeros(n, dtype=dtype, device=device)
+    active = torch.nonzero((disc >= 0) & (t_out > t)).squeeze(1)
+    for i in range(max_steps):
+        if len(active) == 0:
+            break
+        a = active
+        f = forward_torch(p, o[a] + d[a] * t[a, None])
+        steps[a] = i + 1
+        if i == 0:
+            sign[a] = torch.where(f < 0, -1.0, 1.0).to(dtype)
+        radius = f.abs()
+        fail = (omega[a] > 1) & (radius + prev_radius[a] < step[a])
+        # Overshoot: back to the last safe point plus its plain step, no more relaxation.
+        t[a] = torch.where(fail, t[a] + prev_radius[a] - step[a], t[a])
+        step[a] = torch.where(fail, prev_radius[a], step[a])
+        omega[a] = torch.where(fail, torch.ones_like(radius), omega[a])
+        converged = ~fail & (radius < eps)
+        hit[a] = converged
+        go = ~fail & ~converged
+        new_step = sign[a] * f * omega[a]
+        step[a] = torch.where(go, new_step, step[a])
+        prev_radius[a] = torch.where(go, radius, prev_radius[a])
+        t[a] = torch.where(go, t[a] + new_step, t[a])
+        left = go & (t[a] > t_out[a])
+        active = a[fail | (go & ~left)]
+    return t, hit, steps
+
+
+def sdf_gradient_reference(params, points, dtype=None):
+    """df/dx of the network at points [N, 3] by torch autograd."""
+    import torch
+
+    x = torch.as_tensor(points, dtype=dtype or torch.float64).clone().requires_grad_(True)
+    f = forward_torch(torch.as_tensor(params, dtype=x.dtype), x)
+    (g,) = torch.autograd.grad(f.sum(), x)
+    return g
+
+
+def render_reference(params, width, height, camera, **trace_settings):
+    """(depth [H, W] (inf on a miss), normals [H, W, 3] (0 on a miss), hit [H, W]) in float64 numpy."""
+    o, d = camera.rays(width, height)
+    t, hit, _ = sphere_trace_reference(params, o, d, **trace_settings)
+    t, hit = t.numpy(), hit.numpy()
+    normals = np.zeros_like(o)
+    if hit.any():
+        g = sdf_gradient_reference(params, o[hit] + d[hit] * t[hit, None]).numpy()
+        normals[hit] = g / np.linalg.norm(g, axis=1, keepdims=True)
+    depth = np.where(hit, t, np.inf)
+    return depth.reshape(height, width), normals.reshape(height, width, 3), hit.reshape(height, width)
+
+
+def box_network(half_extent: float, rotation=None) -> np.ndarray:
+    """Flat params whose network is EXACTLY f(x) = tanh(max_a |(R x)_a| - half_extent): a cube (rotated by R),
+    with an L-infinity distance (1-Lipschitz, never above the Euclidean distance outside, so sphere tracing it is
+    safe). ReLU layers build |u| = relu(u) + relu(-u) and max(a, b) = b + relu(a - b); other weights are zero.
+    """
+    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+    layers = [(np.zeros((fi, fo)), np.zeros(fo)) for fi, fo in LAYER_SIZES]
+
+    def unit(layer, src, dst, weight=1.0):
+        layers[layer][0][src, dst] += weight
+
+    for a in range(3):  # layer 0: relu(+(R x)_a), relu(-(R x)_a)
+        layers[0][0][:, 2 * a] = rot[a]
+        layers[0][0][:, 2 * a + 1] = -rot[a]
+    for a in range(3):  # layer 1: |X|, |Y|, |Z|
+        unit(1, 2 * a, a)
+        unit(1, 2 * a + 1, a)
+    unit(2, 0, 0), unit(2, 1, 0, -1.0), unit(2, 1, 1), unit(2, 2, 2)   # relu(|X| - |Y|), |Y|, |Z|
+    unit(3, 0, 0), unit(3, 1, 0), unit(3, 2, 1)                        # m = max(|X|, |Y|), |Z|
+    unit(4, 0, 0), unit(4, 1, 0, -1.0), unit(4, 1, 1)                  # relu(m - |Z|), |Z|
+    unit(5, 0, 0), unit(5, 1, 0)                                       # max(m, |Z|)
+    unit(6, 0, 0), unit(7, 0, 0)                                       # pass through
+    unit(8, 0, 0)
+    layers[8][1][0] = -half_extent
+    params = np.zeros(N_PARAMS, dtype=np.float64)
+    for (fan_in, fan_out), (w_off, b_off), (w, b) in zip(LAYER_SIZES, OFFSETS, layers):
+        params[w_off:w_off + fan_in * fan_out] = w.reshape(-1)
+        params[b_off:b_off + fan_out] = b
+    return params.astype(np.float32)
+
+
+def ray_box_reference(origins, directions, half_extent: float, rotation=None):
+    """Closed-form first hit of rays on the cube of `box_network` (slab method in the cube's frame):
+    (t [N] (inf on a miss), outward normals [N, 3] (0 on a miss), cos of the incidence angle [N])."""
+    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+    o = np.asarray(origins, dtype=np.float64) @ rot.T
+    d = np.asarray(directions, dtype=np.float64) @ rot.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half_extent - o) / d, (half_extent - o) / d
+    t_near = np.nanmax(np.minimum(t1, t2), axis=1)
+    t_far = np.nanmin(np.maximum(t1, t2), axis=1)
+    hit = (t_near <= t_far) & (t_near > 0)
+    t = np.where(hit, t_near, np.inf)
+    p = o + d * np.where(hit, t_near, 0.0)[:, None]
+    axis = np.argmax(np.abs(p), axis=1)
+    n_local = np.zeros_like(p)
+    n_local[np.arange(len(p)), axis] = np.sign(p[np.arange(len(p)), axis])
+    n_local[~hit] = 0.0
+    cos = np.abs((n_local * d).sum(1))
+    return t, n_local @ rot, cos
+
+
+def keras_h5_params(path) -> np.ndarray:
+    """Flat params from one of the paper's Keras .h5 files (Dense layers in file order), for tests/benchmarks."""
+    import h5py
+
+    parts = []
+    with h5py.File(path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+        for name in names:
+            group = f[name][name]
+            parts += [np.asarray(group["kernel:0"]).reshape(-1), np.asarray(group["bias:0"])]
+    params = np.concatenate(parts).astype(np.float32)
+    if params.shape != (N_PARAMS,):
+        raise ValueError(f"{path}: {params.shape[0]} weights, expected {N_PARAMS}")
+    return params
