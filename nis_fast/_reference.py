@@ -85,3 +85,33 @@ def _sdf_bruteforce(V, F, p):
     """Signed distance: exact distance, negative where the winding number exceeds 1/2."""
     dist = _closest_point_bruteforce(V, F, p)[0]
     return np.where(_winding_number_bruteforce(V, F, p) > 0.5, -dist, dist)
+
+
+def _ray_bruteforce(V, F, origins, directions):
+    """(t, face id) of the first hit of each ray o + t d, t >= 0, over all triangles
+    (both sides; inf and -1 on a miss). Moller-Trumbore with inclusive edges."""
+    V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
+    o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
+    d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    a, b, c = (V[F[:, k]][None] for k in range(3))
+    e1, e2 = b - a, c - a
+    t_out, f_out = np.full(len(o), np.inf), np.full(len(o), -1, dtype=np.int64)
+    step = max(1, _PAIRS_PER_CHUNK // len(F))
+    for s in range(0, len(o), step):
+        oo, dd = o[s:s + step, None], d[s:s + step, None]
+        pv = np.cross(dd, e2)
+        det = _dot(e1, pv)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / det
+            tv = oo - a
+            u = _dot(tv, pv) * inv
+            qv = np.cross(tv, e1)
+            v = _dot(dd, qv) * inv
+            t = _dot(e2, qv) * inv
+        hit = (det != 0) & (u >= 0) & (u <= 1) & (v >= 0) & (u + v <= 1) & (t >= 0)
+        t = np.where(hit, t, np.inf)
+        j = np.argmin(t, axis=1)
+        rows = np.arange(len(j))
+        t_out[s:s + step] = t[rows, j]
+        f_out[s:s + step] = np.where(np.isfinite(t[rows, j]), j, -1)
+    return t_out, f_out

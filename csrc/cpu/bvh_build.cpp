@@ -239,6 +239,24 @@ void compute_fwn(const Builder& bd, const std::vector<double>& tris, std::vector
     }
 }
 
+// Closed: each directed edge i->j appears once and its reverse j->i once, no
+// face repeats an index. Then the winding number is an integer off the surface.
+bool is_closed(const int32_t* faces, int64_t nf) {
+    std::unordered_map<uint64_t, int32_t> directed;
+    directed.reserve(static_cast<size_t>(nf) * 3);
+    for (int64_t f = 0; f < nf; ++f) {
+        const int32_t* idx = faces + 3 * f;
+        if (idx[0] == idx[1] || idx[1] == idx[2] || idx[2] == idx[0]) return false;
+        for (int c = 0; c < 3; ++c)
+            if (++directed[uint64_t(uint32_t(idx[c])) << 32 | uint32_t(idx[(c + 1) % 3])] > 1) return false;
+    }
+    for (const auto& kv : directed) {
+        const uint64_t reverse = (kv.first << 32) | (kv.first >> 32);
+        if (directed.count(reverse) == 0) return false;
+    }
+    return true;
+}
+
 template <typename Dst>
 std::vector<Dst> convert(const std::vector<double>& src) {
     return std::vector<Dst>(src.begin(), src.end());
@@ -250,7 +268,19 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
     if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
     if (leaf_size < 1 || leaf_size > 64) throw std::invalid_argument("build_mesh_bvh: leaf_size must be in [1, 64]");
-    Builder bd{vertices, faces, leaf_size};
+    // Work on the mesh times a power of two that brings its largest coordinate to [1, 2) (exact).
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < 3 * nv; ++i) {
+        lo = std::min(lo, vertices[i]);
+        hi = std::max(hi, vertices[i]);
+    }
+    const double extent = std::max(std::abs(lo), std::abs(hi));
+    const double scale = extent > 0 && std::isfinite(extent)
+                             ? std::ldexp(1.0, std::clamp(-std::ilogb(extent), -100, 100))
+                             : 1.0;
+    std::vector<double> scaled(vertices, vertices + 3 * nv);
+    for (double& x : scaled) x *= scale;
+    Builder bd{scaled.data(), faces, leaf_size};
     bd.tri_box.resize(nf);
     bd.centroid.resize(nf);
     bd.order.resize(nf);
@@ -271,6 +301,8 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
     MeshBvhHost h;
     h.depth = bd.max_depth;
+    h.closed = is_closed(faces, nf);
+    h.scale = scale;
     h.face_ids = bd.order;
     h.tris_d.resize(static_cast<size_t>(nf) * 9);
     for (int64_t i = 0; i < nf; ++i)
@@ -290,12 +322,14 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
     return {nodes.data(), tris_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+            float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
     return {nodes.data(), tris_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+            scale, 1.0 / scale};
 }
 
 }  // namespace nis

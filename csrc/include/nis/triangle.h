@@ -64,8 +64,9 @@ NIS_HD ClosestOnTriangle<T> closest_point_on_triangle(Vec3<T> p, Vec3<T> a, Vec3
     if (d3 >= T(0) && d4 <= d3) return {b, T(0), T(1), T(0), kRegionVertB};
 
     const T vc = d1 * d4 - d3 * d2;
-    if (vc <= T(0) && d1 >= T(0) && d3 <= T(0)) {
-        const T t = d1 / (d1 - d3);  // d1 - d3 >= |ab|^2 > 0 here
+    // d1 - d3 = |ab|^2 here: zero only when a == b, and then the branch is skipped (0/0).
+    if (vc <= T(0) && d1 >= T(0) && d3 <= T(0) && d1 > d3) {
+        const T t = d1 / (d1 - d3);
         return {a + ab * t, T(1) - t, t, T(0), kRegionEdgeAB};
     }
 
@@ -74,8 +75,8 @@ NIS_HD ClosestOnTriangle<T> closest_point_on_triangle(Vec3<T> p, Vec3<T> a, Vec3
     if (d6 >= T(0) && d5 <= d6) return {c, T(0), T(0), T(1), kRegionVertC};
 
     const T vb = d5 * d2 - d1 * d6;
-    if (vb <= T(0) && d2 >= T(0) && d6 <= T(0)) {
-        const T t = d2 / (d2 - d6);  // d2 - d6 >= |ac|^2 > 0 here
+    if (vb <= T(0) && d2 >= T(0) && d6 <= T(0) && d2 > d6) {  // as above, for a == c
+        const T t = d2 / (d2 - d6);
         return {a + ac * t, T(1) - t, T(0), t, kRegionEdgeCA};
     }
 
