@@ -70,7 +70,7 @@ __global__ void closest_kernel(MeshView<T> m, const T* __restrict__ points, int6
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
     QueryCarry<T> fresh;  // one query per thread: nothing to carry over
-    query_closest(m, points, i, sign_mode, beta, m.closed, out_dist, out_points, out_face, fresh);
+    query_closest(m, points, i, sign_mode, beta, out_dist, out_points, out_face, fresh);
 }
 
 template <typename T>

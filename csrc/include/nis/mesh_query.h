@@ -16,37 +16,54 @@ enum SignMode : int32_t {
 
 // What one closest-point query leaves for the next, nearby one on the same
 // thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
+// A point whose winding-number decision is known, with its distance to the surface.
+template <typename T>
+struct SignAnchor {
+    Vec3<T> point{};
+    T dist = T(-1);  // < 0: unset
+};
+
+// What one closest-point query leaves for the next, nearby one on the same
+// thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
 template <typename T>
 struct QueryCarry {
-    int32_t tri = -1;      // BVH-order triangle found: seeds the next distance search
-    Vec3<T> point{};       // the query point ...
-    T dist = T(-1);        // ... and its distance: the open ball B(point, dist) holds no surface
-    bool inside = false;   // its winding-number decision
+    int32_t tri = -1;          // BVH-order triangle found: seeds the next distance search
+    SignAnchor<T> anchor[2];   // the latest point found outside [0] and inside [1]
 };
 
 // On a closed mesh (every edge shared by exactly two oppositely oriented faces)
 // the winding number is an integer, constant on each connected piece of space
-// off the surface; a ball that holds no surface lies in one piece. So a point
-// inside the previous point's empty ball has the previous point's sign, exactly.
-// The 0.999 margin absorbs rounding of the distance.
+// off the surface. The open ball B(p, d(p)) holds no surface, and two such balls
+// that overlap form one connected, surface-free set: so when
+// |p - q| < d(p) + d(q), p and q have the same winding number, exactly. (If the
+// segment pq crossed the surface, d(p) + d(q) <= |p - q|.) The margin covers the
+// rounding of the distances (the BVH frame has coordinates of magnitude < 2).
 template <typename T>
-NIS_HD bool sign_carries_over(const QueryCarry<T>& carry, Vec3<T> p) {
-    return carry.dist > T(0) && length_sq(p - carry.point) < carry.dist * carry.dist * T(0.998);
+NIS_HD bool same_side(const SignAnchor<T>& a, Vec3<T> p, T dist) {
+    const T margin = T(256) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
+    const T reach = (dist + a.dist) * (T(1) - margin) - margin;
+    return a.dist >= T(0) && reach > T(0) && length_sq(p - a.point) < reach * reach;
+}
+
+template <typename T>
+NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>& carry) {
+    bool inside;
+    if (m.closed && same_side(carry.anchor[0], p, dist)) inside = false;
+    else if (m.closed && same_side(carry.anchor[1], p, dist)) inside = true;
+    else inside = winding_number(m, p, beta) > T(0.5);
+    carry.anchor[inside] = {p, dist};
+    return inside;
 }
 
 template <typename T>
 NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int32_t sign_mode, T beta,
-                          bool closed, T* out_dist, T* out_points, int32_t* out_face, QueryCarry<T>& carry) {
+                          T* out_dist, T* out_points, int32_t* out_face, QueryCarry<T>& carry) {
     const Vec3<T> p = load3(points, i) * m.scale;
     const ClosestHit<T> hit = closest_point_on_mesh(m, p, carry.tri);
     T dist = std::sqrt(hit.dist_sq);
     carry.tri = hit.tri;
     if (sign_mode == kSignWinding) {
-        const bool inside = (closed && sign_carries_over(carry, p)) ? carry.inside : winding_number(m, p, beta) > T(0.5);
-        carry.point = p;
-        carry.dist = dist;
-        carry.inside = inside;
-        if (inside) dist = -dist;
+        if (winding_sign_inside(m, p, dist, beta, carry)) dist = -dist;
     } else if (sign_mode == kSignPseudonormal) {
         dist *= pseudonormal_sign(m, p, hit);
     }
