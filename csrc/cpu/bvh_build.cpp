@@ -5,7 +5,7 @@
 #include <array>
 #include <cmath>
 #include <stdexcept>
-#include <unordered_map>
+#include <utility>
 
 #include "nis/mesh_ops.h"
 
@@ -164,11 +164,13 @@ V3 normalized(V3 v) {
 double angle_between(V3 u, V3 v) { return std::atan2(length(cross(u, v)), dot(u, v)); }
 
 // Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), per BVH-order triangle.
-void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
-    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0});
-    std::unordered_map<uint64_t, V3> edge_n;
-    edge_n.reserve(static_cast<size_t>(nf) * 2);
-    auto edge_key = [](uint32_t i, uint32_t j) { return i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i); };
+// Edges are matched by sorting (face, corner) slots on their undirected key,
+// which also tells whether the mesh is closed: every edge in exactly two faces,
+// walked in opposite directions, and no face repeating an index.
+bool compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
+    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0}), edge_n(3 * nf);
+    std::vector<std::pair<uint64_t, int64_t>> edges(3 * nf);  // (undirected key, 3 * face + corner)
+    bool closed = true;
     for (int64_t f = 0; f < nf; ++f) {
         const int32_t* idx = bd.F + 3 * f;
         const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
@@ -177,9 +179,24 @@ void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
         for (int c = 0; c < 3; ++c) {
             const V3 u = p[(c + 1) % 3] - p[c], w = p[(c + 2) % 3] - p[c];
             vert_n[idx[c]] = vert_n[idx[c]] + n * angle_between(u, w);
-            V3& e = edge_n[edge_key(idx[c], idx[(c + 1) % 3])];
-            e = e + n;
+            const uint32_t i = idx[c], j = idx[(c + 1) % 3];
+            closed = closed && i != j;
+            edges[3 * f + c] = {i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i), 3 * f + c};
         }
+    }
+    std::sort(edges.begin(), edges.end());
+    for (size_t g = 0; g < edges.size();) {
+        size_t e = g;
+        V3 sum{0, 0, 0};
+        for (; e < edges.size() && edges[e].first == edges[g].first; ++e) sum = sum + face_n[edges[e].second / 3];
+        for (size_t k = g; k < e; ++k) edge_n[edges[k].second] = sum;
+        if (e - g != 2) {
+            closed = false;
+        } else {  // the two faces must walk the edge in opposite directions
+            const int64_t s0 = edges[g].second, s1 = edges[g + 1].second;
+            closed = closed && bd.F[s0] != bd.F[s1];
+        }
+        g = e;
     }
     out.resize(static_cast<size_t>(nf) * kPseudonormalSlots * 3);
     for (int64_t i = 0; i < nf; ++i) {
@@ -190,11 +207,12 @@ void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
         slots[kRegionVertA] = vert_n[idx[0]];
         slots[kRegionVertB] = vert_n[idx[1]];
         slots[kRegionVertC] = vert_n[idx[2]];
-        slots[kRegionEdgeAB] = edge_n[edge_key(idx[0], idx[1])];
-        slots[kRegionEdgeBC] = edge_n[edge_key(idx[1], idx[2])];
-        slots[kRegionEdgeCA] = edge_n[edge_key(idx[2], idx[0])];
+        slots[kRegionEdgeAB] = edge_n[3 * int64_t(f) + 0];
+        slots[kRegionEdgeBC] = edge_n[3 * int64_t(f) + 1];
+        slots[kRegionEdgeCA] = edge_n[3 * int64_t(f) + 2];
         for (int s = 0; s < kPseudonormalSlots; ++s) store3(out.data(), i * kPseudonormalSlots + s, normalized(slots[s]));
     }
+    return closed;
 }
 
 // Far-field expansion of each node over its contiguous triangle range.
@@ -237,24 +255,6 @@ void compute_fwn(const Builder& bd, const std::vector<double>& tris, std::vector
         f[6] = std::sqrt(r2);
         for (int k = 0; k < 9; ++k) f[7 + k] = C[k];
     }
-}
-
-// Closed: each directed edge i->j appears once and its reverse j->i once, no
-// face repeats an index. Then the winding number is an integer off the surface.
-bool is_closed(const int32_t* faces, int64_t nf) {
-    std::unordered_map<uint64_t, int32_t> directed;
-    directed.reserve(static_cast<size_t>(nf) * 3);
-    for (int64_t f = 0; f < nf; ++f) {
-        const int32_t* idx = faces + 3 * f;
-        if (idx[0] == idx[1] || idx[1] == idx[2] || idx[2] == idx[0]) return false;
-        for (int c = 0; c < 3; ++c)
-            if (++directed[uint64_t(uint32_t(idx[c])) << 32 | uint32_t(idx[(c + 1) % 3])] > 1) return false;
-    }
-    for (const auto& kv : directed) {
-        const uint64_t reverse = (kv.first << 32) | (kv.first >> 32);
-        if (directed.count(reverse) == 0) return false;
-    }
-    return true;
 }
 
 template <typename Dst>
@@ -301,14 +301,13 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
     MeshBvhHost h;
     h.depth = bd.max_depth;
-    h.closed = is_closed(faces, nf);
     h.scale = scale;
     h.face_ids = bd.order;
     h.tris_d.resize(static_cast<size_t>(nf) * 9);
     for (int64_t i = 0; i < nf; ++i)
         for (int c = 0; c < 3; ++c)
             for (int k = 0; k < 3; ++k) h.tris_d[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
-    compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
+    h.closed = compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
     compute_fwn(bd, h.tris_d, h.fwn_d);
     h.tris_f = convert<float>(h.tris_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
