@@ -11,7 +11,7 @@ import pytest
 
 import nis_fast as nf
 from nis_fast._backend import cuda_available
-from nis_fast._reference import (_closest_on_triangles, _closest_point_bruteforce, _ray_bruteforce,
+from nis_fast._reference import (_mesh_closest_on_triangles, _closest_point_bruteforce, _ray_bruteforce,
                                  _winding_number_bruteforce)
 from nis_fast.mesh import IDENTITY, Mesh, MeshWarning
 
@@ -70,7 +70,7 @@ def _oracle(name):
 def _distance_to_faces(V, F, face, p):
     """Distance of each p[i] to its own triangle F[face[i]] (all pairs, then the diagonal: small sets only)."""
     tri = V[F[face]][None]
-    _, d2 = _closest_on_triangles(p[:, None], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
+    _, d2 = _mesh_closest_on_triangles(p[:, None], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
     return np.sqrt(np.diagonal(d2))
 
 
@@ -401,14 +401,18 @@ def test_cuda_matches_cpu(name):
         pg = torch.tensor(p, dtype=dtype, device="cuda")
         exact = dtype == torch.float64
         tol = dict(rtol=1e-12, atol=1e-12) if exact else dict(rtol=1e-5, atol=1e-6 * _scale(sdf.mesh.vertices))
+        w = sdf.winding(pg.cpu()).numpy()
+        decided = np.abs(w - 0.5) > 0.1  # fast-math float32 may flip points right at w = 1/2
         for sign in ("winding", "pseudonormal"):
-            np.testing.assert_allclose(sdf.sdf(pg, sign=sign).cpu().numpy(), sdf.sdf(pg.cpu(), sign=sign).numpy(),
-                                       **tol)
+            gpu, cpu = sdf.sdf(pg, sign=sign).cpu().numpy(), sdf.sdf(pg.cpu(), sign=sign).numpy()
+            np.testing.assert_allclose(np.abs(gpu), np.abs(cpu), **tol)
+            assert np.array_equal(np.sign(gpu[decided]), np.sign(cpu[decided]))
         dist, point, face = sdf.closest(pg)
         assert dist.device.type == "cuda"
         np.testing.assert_allclose(point.cpu().numpy(), sdf.closest(pg.cpu())[1].numpy(), **tol)
-        np.testing.assert_allclose(sdf.winding(pg).cpu().numpy(), sdf.winding(pg.cpu()).numpy(), atol=1e-5)
+        np.testing.assert_allclose(sdf.winding(pg).cpu().numpy(), w, atol=1e-4)
         dg = torch.tensor(directions, dtype=dtype, device="cuda")
         t, f = sdf.intersect(pg, dg)
         t_cpu, f_cpu = sdf.intersect(pg.cpu(), dg.cpu())
         np.testing.assert_allclose(t.cpu().numpy(), t_cpu.numpy(), **tol)
+        assert np.array_equal(f.cpu().numpy() == -1, f_cpu.numpy() == -1)

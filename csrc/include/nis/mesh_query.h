@@ -14,8 +14,6 @@ enum SignMode : int32_t {
     kSignPseudonormal = 2,  // angle-weighted pseudonormal at the closest point
 };
 
-// What one closest-point query leaves for the next, nearby one on the same
-// thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
 // A point whose winding-number decision is known, with its distance to the surface.
 template <typename T>
 struct SignAnchor {

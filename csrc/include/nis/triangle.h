@@ -40,9 +40,9 @@ NIS_HD ClosestOnTriangle<T> closest_on_edge(Vec3<T> p, Vec3<T> a, Vec3<T> b, int
     return {a + ab * t, bary[0], bary[1], bary[2], region};
 }
 
-// Used only when rounding on a zero-area (collinear or collapsed) triangle leaves
-// Ericson's face branch without a positive denominator: the answer then lies on
-// one of the three edges.
+// Zero-area (collinear or collapsed) triangles: the answer lies on one of the
+// three edges. Also the fallback if rounding leaves the face branch without a
+// positive denominator.
 template <typename T>
 NIS_HD ClosestOnTriangle<T> closest_on_degenerate_triangle(Vec3<T> p, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
     ClosestOnTriangle<T> best = closest_on_edge(p, a, b, 0, 1, kRegionEdgeAB);
@@ -53,9 +53,15 @@ NIS_HD ClosestOnTriangle<T> closest_on_degenerate_triangle(Vec3<T> p, Vec3<T> a,
     return best;
 }
 
+// Ratio |ab x ac|^2 / (|ab|^2 |ac|^2) = sin^2 of the angle at a below which the
+// triangle is treated as a segment: Ericson's face branch divides by the area.
+template <typename T> NIS_HD T degenerate_sin2() { return T(1e-20); }
+
 template <typename T>
 NIS_HD ClosestOnTriangle<T> closest_point_on_triangle(Vec3<T> p, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
     const Vec3<T> ab = b - a, ac = c - a, ap = p - a;
+    if (!(length_sq(cross(ab, ac)) > degenerate_sin2<T>() * length_sq(ab) * length_sq(ac)))
+        return closest_on_degenerate_triangle(p, a, b, c);
     const T d1 = dot(ab, ap), d2 = dot(ac, ap);
     if (d1 <= T(0) && d2 <= T(0)) return {a, T(1), T(0), T(0), kRegionVertA};
 
@@ -64,9 +70,9 @@ NIS_HD ClosestOnTriangle<T> closest_point_on_triangle(Vec3<T> p, Vec3<T> a, Vec3
     if (d3 >= T(0) && d4 <= d3) return {b, T(0), T(1), T(0), kRegionVertB};
 
     const T vc = d1 * d4 - d3 * d2;
-    // d1 - d3 = |ab|^2 here: zero only when a == b, and then the branch is skipped (0/0).
-    if (vc <= T(0) && d1 >= T(0) && d3 <= T(0) && d1 > d3) {
-        const T t = d1 / (d1 - d3);
+    if (vc <= T(0) && d1 >= T(0) && d3 <= T(0)) {
+        const T den = d1 - d3;  // = |ab|^2 up to rounding; guarded against underflow
+        const T t = den > T(0) ? d1 / den : T(0);
         return {a + ab * t, T(1) - t, t, T(0), kRegionEdgeAB};
     }
 
@@ -75,18 +81,17 @@ NIS_HD ClosestOnTriangle<T> closest_point_on_triangle(Vec3<T> p, Vec3<T> a, Vec3
     if (d6 >= T(0) && d5 <= d6) return {c, T(0), T(0), T(1), kRegionVertC};
 
     const T vb = d5 * d2 - d1 * d6;
-    if (vb <= T(0) && d2 >= T(0) && d6 <= T(0) && d2 > d6) {  // as above, for a == c
-        const T t = d2 / (d2 - d6);
+    if (vb <= T(0) && d2 >= T(0) && d6 <= T(0)) {
+        const T den = d2 - d6;  // = |ac|^2 up to rounding
+        const T t = den > T(0) ? d2 / den : T(0);
         return {a + ac * t, T(1) - t, T(0), t, kRegionEdgeCA};
     }
 
     const T va = d3 * d6 - d5 * d4;
     if (va <= T(0) && (d4 - d3) >= T(0) && (d5 - d6) >= T(0)) {
-        const T den = (d4 - d3) + (d5 - d6);
-        if (den > T(0)) {
-            const T t = (d4 - d3) / den;
-            return {b + (c - b) * t, T(0), T(1) - t, t, kRegionEdgeBC};
-        }
+        const T den = (d4 - d3) + (d5 - d6);  // = |bc|^2 up to rounding
+        const T t = den > T(0) ? (d4 - d3) / den : T(0);
+        return {b + (c - b) * t, T(0), T(1) - t, t, kRegionEdgeBC};
     }
 
     const T denom = va + vb + vc;
