@@ -29,7 +29,7 @@ void bind_mesh(py::module_& m) {
                  const int64_t nv = vertices.shape(0), nf = faces.shape(0);
                  for (int64_t i = 0; i < 3 * nf; ++i)
                      if (f[i] < 0 || f[i] >= nv) throw std::invalid_argument("MeshBvh: face index out of range");
-                 auto* bvh = new MeshBvh();
+                 auto bvh = std::make_unique<MeshBvh>();
                  {
                      py::gil_scoped_release nogil;
                      bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size);
@@ -40,6 +40,7 @@ void bind_mesh(py::module_& m) {
         .def_property_readonly("num_nodes", [](const MeshBvh& b) { return b.host.nodes.size(); })
         .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.face_ids.size(); })
         .def_property_readonly("depth", [](const MeshBvh& b) { return b.host.depth; })
+        .def_property_readonly("closed", [](const MeshBvh& b) { return b.host.closed; })
         .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })
         .def("upload_cuda",
              [](MeshBvh& b) {

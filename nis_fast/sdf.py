@@ -26,6 +26,14 @@ Sign conventions and what happens on imperfect meshes:
 - Points exactly on the surface have distance 0 (either sign of zero); their
   winding number, and so ``contains``, may go either way.
 
+Accuracy: distances and closest points are exact (float64: to rounding, ~1e-15
+relative; float32: float32 maths on float32 triangles). ``winding`` is the fast
+approximation (max error ~0.05 at the default beta = 2 on the shared test meshes,
+< 2e-3 at beta = 8), far below what the sign needs away from w = 1/2. On closed
+meshes (every edge in exactly two oppositely oriented faces: ``closed``) the
+winding number is an integer off the surface, and big batches reuse a
+neighbour's sign when their empty balls overlap, which is exact there.
+
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
 """
@@ -72,6 +80,11 @@ class MeshSDF:
                 self._upload(device)
             elif kind != "cpu":
                 raise ValueError(f"MeshSDF: device must be None, 'cpu' or 'cuda[:i]', got {device!r}")
+
+    @property
+    def closed(self) -> bool:
+        """True when every edge lies in exactly two faces walked in opposite directions."""
+        return bool(self._bvh.closed)
 
     def __repr__(self):
         return (f"MeshSDF({self.mesh.name}, {self._bvh.num_faces} faces, {self._bvh.num_nodes} nodes, "

@@ -1,4 +1,5 @@
-"""MeshSDF against brute force over all triangles, libigl and Open3D, on every shared mesh and edge cases."""
+"""MeshSDF against brute force over all triangles (nis_fast._reference), libigl and
+Open3D, on every shared mesh; then edge cases, input handling and the CUDA entry."""
 from __future__ import annotations
 
 import functools
@@ -10,25 +11,29 @@ import pytest
 
 import nis_fast as nf
 from nis_fast._backend import cuda_available
-from nis_fast._reference import _closest_point_bruteforce, _sdf_bruteforce, _winding_number_bruteforce
+from nis_fast._reference import (_mesh_closest_on_triangles, _closest_point_bruteforce, _ray_bruteforce,
+                                 _winding_number_bruteforce)
+from nis_fast.mesh import IDENTITY, Mesh, MeshWarning
 
 
 def _shared() -> Path:
-    here = Path(__file__).resolve().parents[1].parent / "shared"
-    return here if here.is_dir() else Path("/work/shared")
+    beside = Path(__file__).resolve().parents[1].parent / "shared"
+    return beside if (beside / "meshes").is_dir() else Path("/work/shared")
 
 
 MESH_DIR = _shared() / "meshes"
-MESH_FILES = sorted(p.name for p in MESH_DIR.glob("*") if p.suffix in (".obj", ".off", ".ply", ".stl")) \
-    if MESH_DIR.is_dir() else []
-needs_meshes = pytest.mark.skipif(not MESH_FILES, reason=f"shared test meshes not found at {MESH_DIR}")
+MESH_FILES = sorted(p.name for p in MESH_DIR.glob("*") if p.suffix in (".obj", ".off", ".ply", ".stl"))
+if not MESH_FILES:  # keep the parametrised tests visible, skipped with a reason
+    MESH_FILES = [pytest.param("missing", marks=pytest.mark.skip(reason=f"shared meshes not found at {MESH_DIR}"))]
+# Closed, consistently oriented, manifold after nis_fast's vertex welding (Mesh.report['watertight']).
 WATERTIGHT = ["spot.obj", "armadillo.obj", "fandisk.obj", "thingi10k_32770.stl"]
+PAIR_BUDGET = 3_000_000  # points x triangles per mesh for the brute force: keeps the suite fast
 
 
 @functools.lru_cache(maxsize=None)
 def _mesh(name):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nf.mesh.MeshWarning)
+        warnings.simplefilter("ignore", MeshWarning)
         return nf.load_mesh(MESH_DIR / name)
 
 
@@ -37,51 +42,377 @@ def _sdf(name):
     return nf.MeshSDF(_mesh(name))
 
 
-def _query_points(mesh, n, seed=0):
-    """Half near the surface (surface samples + small noise), half in a box 1.5x the bounds."""
+def _scale(V):
+    return float(np.ptp(V, axis=0).max())
+
+
+def _query_points(V, F, n, seed=0):
+    """Half near the surface (surface samples + noise of 1% of the extent), half uniform in 1.5x the bounds."""
     rng = np.random.default_rng(seed)
-    V, F = mesh.vertices, mesh.faces
     lo, hi = V.min(0), V.max(0)
-    extent = float((hi - lo).max())
     face = rng.integers(0, len(F), n // 2)
-    bary = rng.dirichlet(np.ones(3), n // 2)
-    surface = np.einsum("nk,nkd->nd", bary, V[F[face]])
-    near = surface + rng.normal(scale=0.01 * extent, size=surface.shape)
+    surface = np.einsum("nk,nkd->nd", rng.dirichlet(np.ones(3), n // 2), V[F[face]])
+    near = surface + rng.normal(scale=0.01 * _scale(V), size=surface.shape)
     center, half = (lo + hi) / 2, 0.75 * (hi - lo)
-    far = rng.uniform(center - half, center + half, size=(n - n // 2, 3))
-    return np.concatenate([near, far])
+    return np.concatenate([near, rng.uniform(center - half, center + half, size=(n - n // 2, 3))])
 
 
-def _n_points(mesh):
-    return 100 if len(mesh.faces) > 40000 else 300
+@functools.lru_cache(maxsize=None)
+def _oracle(name):
+    """Query points of a mesh with their brute-force distance and winding number (computed once)."""
+    mesh = _mesh(name)
+    n = int(np.clip(PAIR_BUDGET // len(mesh.faces), 40, 300))
+    p = _query_points(mesh.vertices, mesh.faces, n)
+    dist = _closest_point_bruteforce(mesh.vertices, mesh.faces, p)[0]
+    return p, dist, _winding_number_bruteforce(mesh.vertices, mesh.faces, p)
 
 
-@needs_meshes
+def _distance_to_faces(V, F, face, p):
+    """Distance of each p[i] to its own triangle F[face[i]] (all pairs, then the diagonal: small sets only)."""
+    tri = V[F[face]][None]
+    _, d2 = _mesh_closest_on_triangles(p[:, None], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
+    return np.sqrt(np.diagonal(d2))
+
+
+# --- against brute force, every mesh ---------------------------------------------------------
+
 @pytest.mark.parametrize("name", MESH_FILES)
 def test_closest_matches_bruteforce(name):
     mesh, sdf = _mesh(name), _sdf(name)
-    p = _query_points(mesh, _n_points(mesh))
+    p, ref_dist, _ = _oracle(name)
     dist, point, face = sdf.closest(p)
-    ref_dist = _closest_point_bruteforce(mesh.vertices, mesh.faces, p)[0]
-    scale = float(np.ptp(mesh.vertices, axis=0).max())
-    np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-12 * scale)
-    np.testing.assert_allclose(np.linalg.norm(point - p, axis=1), dist, rtol=1e-10, atol=1e-12 * scale)
+    tol = dict(rtol=1e-10, atol=1e-13 * _scale(mesh.vertices))
+    np.testing.assert_allclose(dist, ref_dist, **tol)
+    np.testing.assert_allclose(np.linalg.norm(point - p, axis=1), dist, **tol)
     # The face reported holds the closest point: its own distance is the minimum.
-    own = np.array([_closest_point_bruteforce(mesh.vertices, mesh.faces[f:f + 1], q)[0][0] for f, q in zip(face, p)])
-    np.testing.assert_allclose(own, ref_dist, rtol=1e-10, atol=1e-12 * scale)
+    np.testing.assert_allclose(_distance_to_faces(mesh.vertices, mesh.faces, face, p), ref_dist, **tol)
 
 
-@needs_meshes
 @pytest.mark.parametrize("name", MESH_FILES)
-def test_winding_and_sign_match_bruteforce(name):
+def test_winding_and_signed_distance_match_bruteforce(name):
     mesh, sdf = _mesh(name), _sdf(name)
-    p = _query_points(mesh, _n_points(mesh), seed=1)
+    p, ref_dist, ref_w = _oracle(name)
     w = sdf.winding(p)
-    ref_w = _winding_number_bruteforce(mesh.vertices, mesh.faces, p)
-    assert np.abs(w - ref_w).max() < 0.1  # beta = 2: fast, far below what the sign needs
+    assert np.abs(w - ref_w).max() < 0.1  # beta = 2: far below what the sign needs
     decided = np.abs(ref_w - 0.5) > 0.1  # away from the ambiguous half-way value
+    assert decided.mean() > 0.5
     assert np.array_equal(sdf.contains(p)[decided], (ref_w > 0.5)[decided])
-    d = sdf.sdf(p)
-    ref_d = _sdf_bruteforce(mesh.vertices, mesh.faces, p)
-    scale = float(np.ptp(mesh.vertices, axis=0).max())
-    np.testing.assert_allclose(d[decided], ref_d[decided], rtol=1e-10, atol=1e-12 * scale)
+    ref_sdf = np.where(ref_w > 0.5, -ref_dist, ref_dist)
+    np.testing.assert_allclose(sdf.sdf(p)[decided], ref_sdf[decided], rtol=1e-10, atol=1e-13 * _scale(mesh.vertices))
+
+
+@pytest.mark.parametrize("name", [n for n in WATERTIGHT if n in MESH_FILES])
+def test_pseudonormal_sign_on_watertight_meshes(name):
+    mesh, sdf = _mesh(name), _sdf(name)
+    assert mesh.report["watertight"] and sdf._bvh.closed
+    p, ref_dist, ref_w = _oracle(name)
+    ref_sdf = np.where(ref_w > 0.5, -ref_dist, ref_dist)
+    np.testing.assert_allclose(sdf.sdf(p, sign="pseudonormal"), ref_sdf, rtol=1e-10,
+                               atol=1e-13 * _scale(mesh.vertices))
+
+
+def test_accuracy_parameter_beta():
+    name = "spot.obj" if "spot.obj" in MESH_FILES else pytest.skip("spot.obj not in the shared meshes")
+    p, _, ref_w = _oracle(name)
+    coarse = np.abs(nf.MeshSDF(_mesh(name), beta=1.5).winding(p) - ref_w).max()
+    fine = np.abs(nf.MeshSDF(_mesh(name), beta=8.0).winding(p) - ref_w).max()
+    assert fine < 2e-3 and fine < coarse
+
+
+@pytest.mark.parametrize("name", ["armadillo.obj", "teapot.obj", "two-boxes-bad-self-union.ply"])
+def test_float32_agrees_with_float64(name):
+    if name not in MESH_FILES:
+        pytest.skip(f"{name} not in the shared meshes")
+    mesh, sdf = _mesh(name), _sdf(name)
+    p, ref_dist, ref_w = _oracle(name)
+    d32, pt32, _ = sdf.closest(p.astype(np.float32))
+    assert d32.dtype == np.float32 and pt32.dtype == np.float32
+    np.testing.assert_allclose(d32, ref_dist, rtol=1e-4, atol=1e-5 * _scale(mesh.vertices))
+    decided = np.abs(ref_w - 0.5) > 0.1
+    assert np.array_equal(sdf.contains(p.astype(np.float32))[decided], (ref_w > 0.5)[decided])
+
+
+@pytest.mark.parametrize("name", ["spot.obj", "two-boxes-bad-self-union.ply", "teapot.obj"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_batches_keep_the_winding_sign(name, dtype):
+    """Big batches run in Morton order, and on closed meshes a point may take the sign of a
+    neighbour whose empty ball overlaps its own: check that against per-point winding numbers."""
+    if name not in MESH_FILES:
+        pytest.skip(f"{name} not in the shared meshes")
+    mesh, sdf = _mesh(name), _sdf(name)
+    p = _query_points(mesh.vertices, mesh.faces, 20000, seed=9).astype(dtype)
+    d, w = sdf.sdf(p), sdf.winding(p)
+    decided = np.abs(w - 0.5) > 0.1
+    assert np.array_equal((d < 0)[decided], (w > 0.5)[decided])
+    np.testing.assert_allclose(np.abs(d), sdf.closest(p)[0], rtol=0)
+
+
+# --- against libigl and Open3D ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MESH_FILES)
+def test_sign_agrees_with_libigl_winding_number(name):
+    igl = pytest.importorskip("igl", reason="libigl is not installed (pip install libigl)")
+    mesh, sdf = _mesh(name), _sdf(name)
+    p = _oracle(name)[0]
+    ref_w = igl.winding_number(mesh.vertices, mesh.faces.astype(np.int64), p)
+    decided = np.abs(ref_w - 0.5) > 0.1
+    assert np.array_equal(sdf.contains(p)[decided], (ref_w > 0.5)[decided])
+
+
+@pytest.mark.parametrize("name", [n for n in WATERTIGHT if n in MESH_FILES])
+def test_signed_distance_agrees_with_open3d_on_watertight_meshes(name):
+    o3d = pytest.importorskip("open3d", reason="open3d is not installed (pip install open3d; needs libusb-1.0-0)")
+    mesh, sdf = _mesh(name), _sdf(name)
+    p = _oracle(name)[0]
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
+                        o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    ref = scene.compute_signed_distance(o3d.core.Tensor(p.astype(np.float32))).numpy()
+    ours = sdf.sdf(p)
+    far_enough = np.abs(ref) > 1e-4 * _scale(mesh.vertices)  # float32 sign right at the surface is noise
+    assert np.array_equal(np.sign(ours[far_enough]), np.sign(ref[far_enough]))
+    np.testing.assert_allclose(np.abs(ours), np.abs(ref), rtol=1e-4, atol=1e-5 * _scale(mesh.vertices))
+
+
+# --- rays -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["spot.obj", "teapot.obj", "thingi10k_138201.stl"])
+def test_intersect_matches_bruteforce(name):
+    if name not in MESH_FILES:
+        pytest.skip(f"{name} not in the shared meshes")
+    mesh, sdf = _mesh(name), _sdf(name)
+    rng = np.random.default_rng(3)
+    n = int(np.clip(PAIR_BUDGET // len(mesh.faces), 40, 300))
+    origins = _query_points(mesh.vertices, mesh.faces, n, seed=4)
+    directions = rng.normal(size=(n, 3))
+    t, face = sdf.intersect(origins, directions)
+    ref_t, ref_face = _ray_bruteforce(mesh.vertices, mesh.faces, origins, directions)
+    assert np.array_equal(np.isinf(t), np.isinf(ref_t))
+    hit = np.isfinite(ref_t)
+    assert hit.any() and (~hit).any()
+    np.testing.assert_allclose(t[hit], ref_t[hit], rtol=1e-9)
+    assert np.array_equal(face == -1, ~hit)
+    # The face reported is hit at that t (ties between faces sharing an edge can pick either).
+    hits = origins[hit] + t[hit, None] * directions[hit]
+    assert _distance_to_faces(mesh.vertices, mesh.faces, face[hit], hits).max() < 1e-9 * _scale(mesh.vertices)
+
+
+# --- edge cases -----------------------------------------------------------------------------
+
+def _raw_mesh(V, F):
+    """A Mesh exactly as given (no welding, no checks beyond the engine's own)."""
+    return Mesh(np.ascontiguousarray(V, dtype=np.float64), np.ascontiguousarray(F, dtype=np.int32), IDENTITY)
+
+
+def _check_against_bruteforce(V, F, p, rtol=1e-10, winding_atol=0.1):
+    sdf = nf.MeshSDF(_raw_mesh(V, F))
+    dist, _, face = sdf.closest(p)
+    ref = _closest_point_bruteforce(V, F, p)[0]
+    np.testing.assert_allclose(dist, ref, rtol=rtol, atol=1e-13 * _scale(V))
+    np.testing.assert_allclose(sdf.winding(p), _winding_number_bruteforce(V, F, p), atol=winding_atol)
+    return sdf
+
+
+def test_single_triangle():
+    V = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    F = np.array([[0, 1, 2]])
+    p = np.random.default_rng(0).uniform(-1, 2, (200, 3))
+    sdf = _check_against_bruteforce(V, F, p)
+    assert sdf.closest([0.25, 0.25, 2.0])[0] == pytest.approx(2.0)
+    assert sdf.closest([-1.0, 0, 0])[0] == pytest.approx(1.0)
+
+
+def test_degenerate_triangles_and_duplicate_vertices():
+    rng = np.random.default_rng(1)
+    V = rng.normal(size=(40, 3))
+    V = np.concatenate([V, V[:10]])  # duplicate vertices, referenced separately
+    F = rng.integers(0, len(V), (60, 3))
+    F[:5, 2] = F[:5, 1]  # collapsed (repeated index)
+    V[F[10:15, 2]] = (V[F[10:15, 0]] + V[F[10:15, 1]]) / 2  # collinear corners: zero area
+    p = rng.normal(size=(300, 3)) * 2
+    _check_against_bruteforce(V, F, p)
+
+
+def test_many_identical_faces_and_deep_trees():
+    V = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    F = np.zeros((5000, 3), dtype=np.int32) + [0, 1, 2]  # one triangle 5000 times: no SAH split exists
+    p = np.random.default_rng(2).uniform(-1, 2, (100, 3))
+    sdf = _check_against_bruteforce(V, F, p, winding_atol=0.1 * 5000)  # 5000 copies: 5000x the error
+    assert sdf._bvh.depth <= 56
+    x = 1.05 ** np.arange(400)  # exponentially spaced triangles: lopsided splits
+    V = np.stack([np.stack([x, 0 * x, 0 * x], 1), np.stack([x * 1.01, 0 * x, 0 * x], 1),
+                  np.stack([x, x * 0.01, 0 * x], 1)], 1).reshape(-1, 3)
+    F = np.arange(len(V)).reshape(-1, 3)
+    _check_against_bruteforce(V, F, np.random.default_rng(3).uniform(0, x[-1], (100, 3)), rtol=1e-9)
+
+
+def test_points_on_the_surface_edges_and_vertices():
+    name = "fandisk.obj" if "fandisk.obj" in MESH_FILES else pytest.skip("fandisk.obj not in the shared meshes")
+    mesh, sdf = _mesh(name), _sdf(name)
+    V, F = mesh.vertices, mesh.faces
+    on_vertex = V[F[:50, 0]]
+    on_edge = (V[F[:50, 0]] + V[F[:50, 1]]) / 2
+    on_face = V[F[:50]].mean(axis=1)
+    atol = 1e-13 * _scale(V)
+    for p in (on_vertex, on_edge, on_face):
+        for sign in ("winding", "pseudonormal"):
+            assert np.abs(sdf.sdf(p, sign=sign)).max() <= atol
+        d, cp, _ = sdf.closest(p)
+        assert d.max() <= atol and np.abs(cp - p).max() <= atol
+    assert np.array_equal(sdf.sdf(on_vertex), sdf.sdf(on_vertex))  # deterministic
+
+
+@pytest.mark.parametrize("scale", [1e8, 1e-8])
+def test_huge_and_tiny_coordinates(scale):
+    name = "spot.obj" if "spot.obj" in MESH_FILES else pytest.skip("spot.obj not in the shared meshes")
+    base = _mesh(name)
+    V, F = base.vertices * scale + 3 * scale, base.faces
+    p, ref_dist, ref_w = _oracle(name)
+    p = p * scale + 3 * scale
+    sdf = nf.MeshSDF(_raw_mesh(V, F))
+    np.testing.assert_allclose(sdf.closest(p)[0], ref_dist * scale, rtol=1e-8)
+    decided = np.abs(ref_w - 0.5) > 0.1
+    assert np.array_equal(sdf.contains(p)[decided], (ref_w > 0.5)[decided])
+    d32 = sdf.closest(p.astype(np.float32))[0]  # float32 keeps relative precision at any scale
+    np.testing.assert_allclose(d32, ref_dist * scale, rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_unit_space_is_the_normalised_frame():
+    name = "spot.obj" if "spot.obj" in MESH_FILES else pytest.skip("spot.obj not in the shared meshes")
+    mesh = _mesh(name)
+    p = _oracle(name)[0]
+    unit = nf.MeshSDF(mesh, space="unit")
+    np.testing.assert_allclose(unit.sdf(mesh.transform.to_unit(p)), _sdf(name).sdf(p) * mesh.transform.scale,
+                               rtol=1e-9, atol=1e-12)
+
+
+# --- input handling -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tetra():
+    V = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    return nf.MeshSDF((V, F))
+
+
+def test_single_point_and_empty_sets(tetra):
+    d = tetra.sdf(np.array([0.1, 0.1, 0.1]))
+    assert d.shape == () and d < 0
+    dist, point, face = tetra.closest([2.0, 0, 0])
+    assert dist.shape == () and point.shape == (3,) and face.shape == () and dist == pytest.approx(1.0)
+    for dtype in (np.float32, np.float64):
+        empty = np.zeros((0, 3), dtype)
+        assert tetra.sdf(empty).shape == (0,) and tetra.sdf(empty).dtype == dtype
+        dist, point, face = tetra.closest(empty)
+        assert point.shape == (0, 3) and face.shape == (0,) and face.dtype == np.int32
+        assert tetra.winding(empty).shape == (0,) and tetra.contains(empty).shape == (0,)
+        t, f = tetra.intersect(empty, empty)
+        assert t.shape == (0,) and f.shape == (0,)
+
+
+def test_bad_points_get_clear_errors(tetra):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tetra.sdf(np.array([[0.0, 0, 0], [np.nan, 0, 0]]))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tetra.winding(np.array([[np.inf, 0, 0]]))
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        tetra.sdf(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        tetra.sdf(np.zeros((2, 3, 3)))
+    with pytest.raises(TypeError, match="real numbers"):
+        tetra.sdf(np.zeros((2, 3), dtype=np.complex128))
+    with pytest.raises(TypeError, match="real numbers"):
+        tetra.sdf(np.array([[0, 0, 0]], dtype=object))
+    with pytest.raises(TypeError):
+        tetra.sdf("points")
+    with pytest.raises(ValueError, match="sign must be one of"):
+        tetra.sdf(np.zeros((1, 3)), sign="parity")
+    with pytest.raises(ValueError, match="zero vectors"):
+        tetra.intersect(np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="must match origins"):
+        tetra.intersect(np.zeros((2, 3)), np.ones((1, 3)))
+
+
+def test_integer_points_are_converted(tetra):
+    d = tetra.sdf(np.array([[2, 0, 0]], dtype=np.int64))
+    assert d.dtype == np.float64 and d[0] == pytest.approx(1.0)
+
+
+def test_non_contiguous_input(tetra):
+    p = np.random.default_rng(5).uniform(-1, 2, (50, 6))[:, ::2]
+    np.testing.assert_array_equal(tetra.sdf(p), tetra.sdf(np.ascontiguousarray(p)))
+
+
+def test_torch_in_torch_out(tetra):
+    torch = pytest.importorskip("torch")
+    p = torch.tensor(np.random.default_rng(6).uniform(-1, 2, (100, 3)))
+    for dtype in (torch.float32, torch.float64):
+        q = p.to(dtype)
+        d = tetra.sdf(q)
+        assert isinstance(d, torch.Tensor) and d.dtype == dtype and d.device == q.device
+        np.testing.assert_allclose(d.numpy(), tetra.sdf(q.numpy()), rtol=0)
+        dist, point, face = tetra.closest(q)
+        assert point.dtype == dtype and face.dtype == torch.int32
+        assert tetra.contains(q).dtype == torch.bool
+    with pytest.raises(TypeError, match="real numbers"):
+        tetra.sdf(torch.zeros(2, 3, dtype=torch.complex64))
+
+
+def test_main_sdf_file_writes_atomically(tmp_path):
+    name = "spot.obj" if "spot.obj" in MESH_FILES else pytest.skip("spot.obj not in the shared meshes")
+    p = _oracle(name)[0]
+    np.save(tmp_path / "p.npy", p)
+    out = tmp_path / "d.npy"
+    from nis_fast.sdf import main_sdf_file
+
+    main_sdf_file(MESH_DIR / name, tmp_path / "p.npy", out, sign="winding")
+    np.testing.assert_array_equal(np.load(out), _sdf(name).sdf(p))
+    np.save(tmp_path / "bad.npy", np.full((2, 3), np.nan))
+    with pytest.raises(ValueError):
+        main_sdf_file(MESH_DIR / name, tmp_path / "bad.npy", tmp_path / "never.npy")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["bad.npy", "d.npy", "p.npy"]
+
+
+# --- CUDA -----------------------------------------------------------------------------------
+
+@pytest.mark.skipif(cuda_available(), reason="checks the error raised where there is no GPU")
+def test_cuda_without_gpu_raises_a_clear_error(tetra):
+    with pytest.raises(RuntimeError, match="CUDA|cuda"):
+        nf.MeshSDF(tetra.mesh, device="cuda")
+    p = np.zeros((4, 3))
+    out = np.empty(4)
+    with pytest.raises(RuntimeError, match="CUDA|cuda|upload_cuda"):
+        tetra._bvh.closest("cuda", "float64", p.ctypes.data, 4, 1, 2.0, out.ctypes.data, 0, 0, 0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["spot.obj", "teapot.obj", "armadillo.obj"])
+def test_cuda_matches_cpu(name):
+    import torch
+
+    if name not in MESH_FILES:
+        pytest.skip(f"{name} not in the shared meshes")
+    sdf = _sdf(name)
+    p = _oracle(name)[0]
+    rng = np.random.default_rng(7)
+    directions = rng.normal(size=p.shape)
+    for dtype in (torch.float64, torch.float32):
+        pg = torch.tensor(p, dtype=dtype, device="cuda")
+        exact = dtype == torch.float64
+        tol = dict(rtol=1e-12, atol=1e-12) if exact else dict(rtol=1e-5, atol=1e-6 * _scale(sdf.mesh.vertices))
+        w = sdf.winding(pg.cpu()).numpy()
+        decided = np.abs(w - 0.5) > 0.1  # fast-math float32 may flip points right at w = 1/2
+        for sign in ("winding", "pseudonormal"):
+            gpu, cpu = sdf.sdf(pg, sign=sign).cpu().numpy(), sdf.sdf(pg.cpu(), sign=sign).numpy()
+            np.testing.assert_allclose(np.abs(gpu), np.abs(cpu), **tol)
+            assert np.array_equal(np.sign(gpu[decided]), np.sign(cpu[decided]))
+        dist, point, face = sdf.closest(pg)
+        assert dist.device.type == "cuda"
+        np.testing.assert_allclose(point.cpu().numpy(), sdf.closest(pg.cpu())[1].numpy(), **tol)
+        np.testing.assert_allclose(sdf.winding(pg).cpu().numpy(), w, atol=1e-4)
+        dg = torch.tensor(directions, dtype=dtype, device="cuda")
+        t, f = sdf.intersect(pg, dg)
+        t_cpu, f_cpu = sdf.intersect(pg.cpu(), dg.cpu())
+        np.testing.assert_allclose(t.cpu().numpy(), t_cpu.numpy(), **tol)
+        assert np.array_equal(f.cpu().numpy() == -1, f_cpu.numpy() == -1)

@@ -5,7 +5,7 @@
 #include <array>
 #include <cmath>
 #include <stdexcept>
-#include <unordered_map>
+#include <utility>
 
 #include "nis/mesh_ops.h"
 
@@ -164,11 +164,13 @@ V3 normalized(V3 v) {
 double angle_between(V3 u, V3 v) { return std::atan2(length(cross(u, v)), dot(u, v)); }
 
 // Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), per BVH-order triangle.
-void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
-    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0});
-    std::unordered_map<uint64_t, V3> edge_n;
-    edge_n.reserve(static_cast<size_t>(nf) * 2);
-    auto edge_key = [](uint32_t i, uint32_t j) { return i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i); };
+// Edges are matched by sorting (face, corner) slots on their undirected key,
+// which also tells whether the mesh is closed: every edge in exactly two faces,
+// walked in opposite directions, and no face repeating an index.
+bool compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
+    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0}), edge_n(3 * nf);
+    std::vector<std::pair<uint64_t, int64_t>> edges(3 * nf);  // (undirected key, 3 * face + corner)
+    bool closed = true;
     for (int64_t f = 0; f < nf; ++f) {
         const int32_t* idx = bd.F + 3 * f;
         const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
@@ -177,9 +179,24 @@ void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
         for (int c = 0; c < 3; ++c) {
             const V3 u = p[(c + 1) % 3] - p[c], w = p[(c + 2) % 3] - p[c];
             vert_n[idx[c]] = vert_n[idx[c]] + n * angle_between(u, w);
-            V3& e = edge_n[edge_key(idx[c], idx[(c + 1) % 3])];
-            e = e + n;
+            const uint32_t i = idx[c], j = idx[(c + 1) % 3];
+            closed = closed && i != j;
+            edges[3 * f + c] = {i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i), 3 * f + c};
         }
+    }
+    std::sort(edges.begin(), edges.end());
+    for (size_t g = 0; g < edges.size();) {
+        size_t e = g;
+        V3 sum{0, 0, 0};
+        for (; e < edges.size() && edges[e].first == edges[g].first; ++e) sum = sum + face_n[edges[e].second / 3];
+        for (size_t k = g; k < e; ++k) edge_n[edges[k].second] = sum;
+        if (e - g != 2) {
+            closed = false;
+        } else {  // the two faces must walk the edge in opposite directions
+            const int64_t s0 = edges[g].second, s1 = edges[g + 1].second;
+            closed = closed && bd.F[s0] != bd.F[s1];
+        }
+        g = e;
     }
     out.resize(static_cast<size_t>(nf) * kPseudonormalSlots * 3);
     for (int64_t i = 0; i < nf; ++i) {
@@ -190,11 +207,12 @@ void compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
         slots[kRegionVertA] = vert_n[idx[0]];
         slots[kRegionVertB] = vert_n[idx[1]];
         slots[kRegionVertC] = vert_n[idx[2]];
-        slots[kRegionEdgeAB] = edge_n[edge_key(idx[0], idx[1])];
-        slots[kRegionEdgeBC] = edge_n[edge_key(idx[1], idx[2])];
-        slots[kRegionEdgeCA] = edge_n[edge_key(idx[2], idx[0])];
+        slots[kRegionEdgeAB] = edge_n[3 * int64_t(f) + 0];
+        slots[kRegionEdgeBC] = edge_n[3 * int64_t(f) + 1];
+        slots[kRegionEdgeCA] = edge_n[3 * int64_t(f) + 2];
         for (int s = 0; s < kPseudonormalSlots; ++s) store3(out.data(), i * kPseudonormalSlots + s, normalized(slots[s]));
     }
+    return closed;
 }
 
 // Far-field expansion of each node over its contiguous triangle range.
@@ -250,7 +268,19 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
     if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
     if (leaf_size < 1 || leaf_size > 64) throw std::invalid_argument("build_mesh_bvh: leaf_size must be in [1, 64]");
-    Builder bd{vertices, faces, leaf_size};
+    // Work on the mesh times a power of two that brings its largest coordinate to [1, 2) (exact).
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < 3 * nv; ++i) {
+        lo = std::min(lo, vertices[i]);
+        hi = std::max(hi, vertices[i]);
+    }
+    const double extent = std::max(std::abs(lo), std::abs(hi));
+    const double scale = extent > 0 && std::isfinite(extent)
+                             ? std::ldexp(1.0, std::clamp(-std::ilogb(extent), -100, 100))
+                             : 1.0;
+    std::vector<double> scaled(vertices, vertices + 3 * nv);
+    for (double& x : scaled) x *= scale;
+    Builder bd{scaled.data(), faces, leaf_size};
     bd.tri_box.resize(nf);
     bd.centroid.resize(nf);
     bd.order.resize(nf);
@@ -271,12 +301,13 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
     MeshBvhHost h;
     h.depth = bd.max_depth;
+    h.scale = scale;
     h.face_ids = bd.order;
     h.tris_d.resize(static_cast<size_t>(nf) * 9);
     for (int64_t i = 0; i < nf; ++i)
         for (int c = 0; c < 3; ++c)
             for (int k = 0; k < 3; ++k) h.tris_d[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
-    compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
+    h.closed = compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
     compute_fwn(bd, h.tris_d, h.fwn_d);
     h.tris_f = convert<float>(h.tris_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
@@ -290,12 +321,14 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
     return {nodes.data(), tris_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+            float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
     return {nodes.data(), tris_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size())};
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+            scale, 1.0 / scale};
 }
 
 }  // namespace nis

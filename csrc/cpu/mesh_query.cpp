@@ -1,32 +1,90 @@
 // CPU backend of the mesh queries: OpenMP loops around the per-point functions
-// of mesh_query.h (the same ones the CUDA kernels run). Dynamic scheduling:
-// query cost varies a lot between points near and far from the surface.
+// of mesh_query.h (the same ones the CUDA kernels run).
+//
+// Large batches run in Morton (Z-curve) order of the query points: neighbours
+// in the loop walk the same BVH nodes (cache hits), and each closest-point query
+// is seeded with the triangle its predecessor found (and, on closed meshes,
+// may take its predecessor's sign: see sign_carries_over in mesh_query.h). Chunks are scheduled
+// dynamically because the cost per point varies a lot (near vs far, holes).
+#include <algorithm>
+#include <vector>
+
 #include "nis/mesh_ops.h"
 #include "nis/mesh_query.h"
 
 namespace nis {
 namespace cpu {
+namespace {
 
-constexpr int kChunk = 64;
+constexpr int64_t kChunk = 64;
+constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
+
+// Spread the low 10 bits of x to every third bit.
+uint32_t spread_bits(uint32_t x) {
+    x = (x | (x << 16)) & 0x030000FFu;
+    x = (x | (x << 8)) & 0x0300F00Fu;
+    x = (x | (x << 4)) & 0x030C30C3u;
+    x = (x | (x << 2)) & 0x09249249u;
+    return x;
+}
+
+// Query indices in Morton order of the points (identity for small batches).
+template <typename T>
+std::vector<int64_t> query_order(const T* points, int64_t n) {
+    std::vector<int64_t> order(n);
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    if (n < kSortFrom || n > int64_t(0xFFFFFFFF)) return order;
+    T lo[3] = {points[0], points[1], points[2]}, hi[3] = {points[0], points[1], points[2]};
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = std::min(lo[k], points[3 * i + k]);
+            hi[k] = std::max(hi[k], points[3 * i + k]);
+        }
+    // Sort (code << 32 | index) words: no indirection in the comparisons.
+    std::vector<uint64_t> keyed(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t c = 0;
+        for (int k = 0; k < 3; ++k) {
+            const T ext = hi[k] - lo[k];
+            const T u = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
+            c |= spread_bits(static_cast<uint32_t>(nis_clamp(u, T(0), T(1)) * T(1023))) << (2 - k);
+        }
+        keyed[i] = uint64_t(c) << 32 | uint64_t(i);
+    }
+    std::sort(keyed.begin(), keyed.end());
+    for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int64_t>(keyed[i] & 0xFFFFFFFFu);
+    return order;
+}
+
+}  // namespace
 
 template <typename T>
 void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
                   T* out_points, int32_t* out_face) {
-#pragma omp parallel for schedule(dynamic, kChunk)
-    for (int64_t i = 0; i < n; ++i) query_closest(m, points, i, sign_mode, beta, out_dist, out_points, out_face);
+    const std::vector<int64_t> order = query_order(points, n);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t start = 0; start < n; start += kChunk) {
+        QueryCarry<T> carry;
+        const int64_t end = std::min(n, start + kChunk);
+        for (int64_t k = start; k < end; ++k)
+            query_closest(m, points, order[k], sign_mode, beta, out_dist, out_points, out_face, carry);
+    }
 }
 
 template <typename T>
 void mesh_winding(const MeshView<T>& m, const T* points, int64_t n, T beta, T* out_winding) {
+    const std::vector<int64_t> order = query_order(points, n);
 #pragma omp parallel for schedule(dynamic, kChunk)
-    for (int64_t i = 0; i < n; ++i) query_winding(m, points, i, beta, out_winding);
+    for (int64_t k = 0; k < n; ++k) query_winding(m, points, order[k], beta, out_winding);
 }
 
 template <typename T>
 void mesh_intersect(const MeshView<T>& m, const T* origins, const T* directions, int64_t n, T* out_t,
                     int32_t* out_face) {
+    const std::vector<int64_t> order = query_order(origins, n);
 #pragma omp parallel for schedule(dynamic, kChunk)
-    for (int64_t i = 0; i < n; ++i) query_ray(m, origins, directions, i, out_t, out_face);
+    for (int64_t k = 0; k < n; ++k) query_ray(m, origins, directions, order[k], out_t, out_face);
 }
 
 #define NIS_INSTANTIATE(T)                                                                                       \

@@ -34,13 +34,16 @@ class DeviceMesh {
     explicit DeviceMesh(const MeshBvhHost& h)
         : nodes_(h.nodes), face_ids_(h.face_ids), tris_f_(h.tris_f), pn_f_(h.pseudonormals_f), fwn_f_(h.fwn_f),
           tris_d_(h.tris_d), pn_d_(h.pseudonormals_d), fwn_d_(h.fwn_d),
-          num_nodes_(static_cast<int32_t>(h.nodes.size())), num_tris_(static_cast<int32_t>(h.face_ids.size())) {}
+          num_nodes_(static_cast<int32_t>(h.nodes.size())), num_tris_(static_cast<int32_t>(h.face_ids.size())),
+          closed_(h.closed), scale_(h.scale) {}
 
     MeshView<float> view(float) const {
-        return {nodes_.ptr, tris_f_.ptr, face_ids_.ptr, pn_f_.ptr, fwn_f_.ptr, num_nodes_, num_tris_};
+        return {nodes_.ptr, tris_f_.ptr, face_ids_.ptr, pn_f_.ptr, fwn_f_.ptr, num_nodes_, num_tris_, closed_,
+                float(scale_), float(1.0 / scale_)};
     }
     MeshView<double> view(double) const {
-        return {nodes_.ptr, tris_d_.ptr, face_ids_.ptr, pn_d_.ptr, fwn_d_.ptr, num_nodes_, num_tris_};
+        return {nodes_.ptr, tris_d_.ptr, face_ids_.ptr, pn_d_.ptr, fwn_d_.ptr, num_nodes_, num_tris_, closed_, scale_,
+                1.0 / scale_};
     }
 
    private:
@@ -49,6 +52,8 @@ class DeviceMesh {
     DeviceArray<float> tris_f_, pn_f_, fwn_f_;
     DeviceArray<double> tris_d_, pn_d_, fwn_d_;
     int32_t num_nodes_, num_tris_;
+    bool closed_;
+    double scale_;
 };
 
 std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host) {
@@ -63,7 +68,9 @@ template <typename T>
 __global__ void closest_kernel(MeshView<T> m, const T* __restrict__ points, int64_t n, int32_t sign_mode, T beta,
                                T* out_dist, T* out_points, int32_t* out_face) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) query_closest(m, points, i, sign_mode, beta, out_dist, out_points, out_face);
+    if (i >= n) return;
+    QueryCarry<T> fresh;  // one query per thread: nothing to carry over
+    query_closest(m, points, i, sign_mode, beta, out_dist, out_points, out_face, fresh);
 }
 
 template <typename T>

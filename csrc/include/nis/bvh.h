@@ -42,6 +42,11 @@ struct MeshView {
     const T* fwn;               // [num_nodes, kFwnStride]
     int32_t num_nodes;
     int32_t num_tris;
+    bool closed;  // every edge shared by exactly two faces, in opposite directions
+    // The BVH holds the mesh times `scale`, a power of two that brings its largest
+    // coordinate magnitude to [1, 2): exact, and it keeps the fourth powers in the triangle maths away
+    // from float underflow/overflow at tiny or huge coordinates. Queries scale in and out.
+    T scale, inv_scale;
 };
 
 template <typename T>
@@ -63,16 +68,24 @@ NIS_HD T box_distance_sq(const BvhNode& n, Vec3<T> p) {
 
 template <typename T>
 struct ClosestHit {
-    T dist_sq;       // squared distance to the closest point (max_dist_sq if none closer)
+    T dist_sq;       // squared distance to the closest point
     Vec3<T> point;   // closest point on the mesh
-    int32_t tri;     // BVH-order triangle index, -1 if none within max_dist_sq
+    int32_t tri;     // BVH-order triangle index
     int32_t region;  // TriRegion of the closest point on that triangle
 };
 
-// Closest point on the mesh to p among points closer than sqrt(max_dist_sq).
+// Closest point on the mesh to p. `hint` (a BVH-order triangle, or -1) seeds the
+// search: its distance is an upper bound that prunes the traversal from the start
+// (the CPU loop passes the previous query's triangle; queries run in Morton order).
 template <typename T>
-NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, T max_dist_sq) {
-    ClosestHit<T> best{max_dist_sq, p, -1, kRegionFace};
+NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int32_t hint) {
+    ClosestHit<T> best{T(INFINITY), p, -1, kRegionFace};
+    if (hint >= 0) {
+        Vec3<T> a, b, c;
+        load_triangle(m, hint, a, b, c);
+        const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
+        best = {length_sq(r.point - p), r.point, hint, r.region};
+    }
     int32_t stack_node[kBvhStackSize];
     T stack_dist[kBvhStackSize];
     int sp = 0;

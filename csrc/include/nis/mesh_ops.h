@@ -17,6 +17,8 @@ struct MeshBvhHost {
     std::vector<float> tris_f, pseudonormals_f, fwn_f;
     std::vector<double> tris_d, pseudonormals_d, fwn_d;
     int32_t depth = 0;
+    bool closed = false;  // every edge shared by exactly two faces, in opposite directions
+    double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
 
     template <typename T> MeshView<T> view() const;
 };

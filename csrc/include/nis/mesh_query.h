@@ -14,31 +14,72 @@ enum SignMode : int32_t {
     kSignPseudonormal = 2,  // angle-weighted pseudonormal at the closest point
 };
 
+// A point whose winding-number decision is known, with its distance to the surface.
 template <typename T>
-NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int32_t sign_mode, T beta, T* out_dist,
-                          T* out_points, int32_t* out_face) {
-    const Vec3<T> p = load3(points, i);
-    const ClosestHit<T> hit = closest_point_on_mesh(m, p, T(INFINITY));
+struct SignAnchor {
+    Vec3<T> point{};
+    T dist = T(-1);  // < 0: unset
+};
+
+// What one closest-point query leaves for the next, nearby one on the same
+// thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
+template <typename T>
+struct QueryCarry {
+    int32_t tri = -1;          // BVH-order triangle found: seeds the next distance search
+    SignAnchor<T> anchor[2];   // the latest point found outside [0] and inside [1]
+};
+
+// On a closed mesh (every edge shared by exactly two oppositely oriented faces)
+// the winding number is an integer, constant on each connected piece of space
+// off the surface. The open ball B(p, d(p)) holds no surface, and two such balls
+// that overlap form one connected, surface-free set: so when
+// |p - q| < d(p) + d(q), p and q have the same winding number, exactly. (If the
+// segment pq crossed the surface, d(p) + d(q) <= |p - q|.) The margin covers the
+// rounding of the distances (the BVH frame has coordinates of magnitude < 2).
+template <typename T>
+NIS_HD bool same_side(const SignAnchor<T>& a, Vec3<T> p, T dist) {
+    const T margin = T(256) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
+    const T reach = (dist + a.dist) * (T(1) - margin) - margin;
+    return a.dist >= T(0) && reach > T(0) && length_sq(p - a.point) < reach * reach;
+}
+
+template <typename T>
+NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>& carry) {
+    bool inside;
+    if (m.closed && same_side(carry.anchor[0], p, dist)) inside = false;
+    else if (m.closed && same_side(carry.anchor[1], p, dist)) inside = true;
+    else inside = winding_number(m, p, beta) > T(0.5);
+    carry.anchor[inside] = {p, dist};
+    return inside;
+}
+
+template <typename T>
+NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int32_t sign_mode, T beta,
+                          T* out_dist, T* out_points, int32_t* out_face, QueryCarry<T>& carry) {
+    const Vec3<T> p = load3(points, i) * m.scale;
+    const ClosestHit<T> hit = closest_point_on_mesh(m, p, carry.tri);
     T dist = std::sqrt(hit.dist_sq);
+    carry.tri = hit.tri;
     if (sign_mode == kSignWinding) {
-        if (winding_number(m, p, beta) > T(0.5)) dist = -dist;
+        if (winding_sign_inside(m, p, dist, beta, carry)) dist = -dist;
     } else if (sign_mode == kSignPseudonormal) {
         dist *= pseudonormal_sign(m, p, hit);
     }
-    if (out_dist) out_dist[i] = dist;
-    if (out_points) store3(out_points, i, hit.point);
+    if (out_dist) out_dist[i] = dist * m.inv_scale;
+    if (out_points) store3(out_points, i, hit.point * m.inv_scale);
     if (out_face) out_face[i] = m.face_ids[hit.tri];
 }
 
 template <typename T>
 NIS_HD void query_winding(const MeshView<T>& m, const T* points, int64_t i, T beta, T* out_winding) {
-    out_winding[i] = winding_number(m, load3(points, i), beta);
+    out_winding[i] = winding_number(m, load3(points, i) * m.scale, beta);
 }
 
 template <typename T>
 NIS_HD void query_ray(const MeshView<T>& m, const T* origins, const T* directions, int64_t i, T* out_t,
                       int32_t* out_face) {
-    const RayHit<T> hit = ray_mesh(m, load3(origins, i), load3(directions, i), T(INFINITY));
+    // Scaling origin and direction alike leaves t unchanged.
+    const RayHit<T> hit = ray_mesh(m, load3(origins, i) * m.scale, load3(directions, i) * m.scale, T(INFINITY));
     out_t[i] = hit.t;
     out_face[i] = hit.tri >= 0 ? m.face_ids[hit.tri] : -1;
 }
