@@ -19,53 +19,244 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _size(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1920x1080, got {text!r}") from None
+    if not (0 < w <= 16384 and 0 < h <= 16384):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} out of range (1..16384 per side)")
+    return w, h
+
+
+def _config(args):
+    """FitConfig from --recipe plus any explicit overrides."""
+    from .fit import FitConfig
+
+    config = getattr(FitConfig, args.recipe)()
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "n_samples", "pool_size", "lr")
+                 if getattr(args, k) is not None}
+    if args.fp16:
+        overrides["precision"] = "float16"
+    return FitConfig(**{**config.to_dict(), **overrides})
+
+
 def cmd_info(args) -> int:
     import nis_fast as nf
 
-    _print_json(nf.backend_info())
+    _print_json(nf.io.describe(args.file) if args.file else nf.backend_info())
+    return 0
+
+
+def cmd_sdf(args) -> int:
+    from .sdf import main_sdf_file
+
+    main_sdf_file(args.mesh, args.points, args.out, sign=args.sign)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    import nis_fast as nf
+
+    t0 = time.perf_counter()
+    shape = nf.fit(args.mesh, config=_config(args), device=args.device, seed=args.seed)
+    shape.save(args.out, dtype="float16" if args.fp16 else "float32")
+    print(f"fitted {args.mesh} in {time.perf_counter() - t0:.1f} s -> {args.out}")
+    return 0
+
+
+def cmd_fit_many(args) -> int:
+    import nis_fast as nf
+
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.perf_counter()
+    shapes = nf.fit_many(args.meshes, config=_config(args), device=args.device, seed=args.seed)
+    for path, shape in zip(args.meshes, shapes):
+        out = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".nis")
+        shape.save(out)
+        print(f"{path} -> {out}")
+    print(f"fitted {len(shapes)} shapes in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from . import io
+
+    io.convert(args.src, args.dst, dtype="float16" if args.fp16 else "float32")
+    print(f"wrote {args.dst}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    import nis_fast as nf
+    from .decode import save_png
+
+    shape = nf.load(args.shape)
+    width, height = args.size
+    t0 = time.perf_counter()
+    image = shape.render(width, height, shading=args.shading, device=args.device)
+    save_png(image, args.out)
+    print(f"rendered {width}x{height} in {(time.perf_counter() - t0) * 1e3:.0f} ms -> {args.out}")
+    return 0
+
+
+def cmd_mesh(args) -> int:
+    import nis_fast as nf
+    from .io import atomic_write
+
+    shape = nf.load(args.shape)
+    t0 = time.perf_counter()
+    mesh = shape.to_mesh(resolution=args.resolution, device=args.device)
+    ext = os.path.splitext(args.out)[1].lstrip(".") or "ply"
+    atomic_write(args.out, lambda tmp: mesh.export(tmp, file_type=ext))
+    print(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces at {args.resolution}^3 in "
+          f"{(time.perf_counter() - t0) * 1e3:.0f} ms -> {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import nis_fast as nf
+
+    _print_json(nf.metrics.evaluate(nf.load(args.shape), nf.load_mesh(args.mesh)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    import nis_fast as nf
+    from .io import atomic_write
+
+    source = nf.export(nf.load(args.shape), args.language)
+    if args.out:
+        atomic_write(args.out, lambda tmp: open(tmp, "w").write(source))
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(source)
     return 0
 
 
 def cmd_demo(args) -> int:
+    """Fit the bundled mesh (fast recipe: ~30 s on a 2-core CPU), save the .nis, render a PNG."""
     import nis_fast as nf
+    from .decode import save_png
+    from .fit import default_device, training_backend
 
     path = args.mesh or example_mesh_path()
-    t0 = time.perf_counter()
+    os.makedirs(args.out, exist_ok=True)
     mesh = nf.load_mesh(path)
-    t_load = time.perf_counter() - t0
-    print(f"mesh       {mesh.name}: {mesh.report['vertices']} vertices, {mesh.report['faces']} faces "
-          f"(loaded, validated and normalised in {t_load * 1e3:.0f} ms)")
-    print(f"defects    {json.dumps({k: v for k, v in mesh.report.items() if k not in ('vertices', 'faces')})}")
-    c, s = mesh.transform.center, mesh.transform.scale
-    print(f"transform  unit = (world - [{c[0]:.4g}, {c[1]:.4g}, {c[2]:.4g}]) * {s:.6g}  "
-          f"(smallest enclosing sphere -> radius 0.9 at the origin)")
+    print(f"mesh      {mesh.name}: {mesh.report['vertices']} vertices, {mesh.report['faces']} faces, "
+          f"watertight={mesh.report['watertight']}")
+    config = getattr(nf.FitConfig, args.recipe)()
+    print(f"fit       recipe '{args.recipe}': {config.n_samples:,} samples from a {config.pool_size:,}-point pool, "
+          f"{config.epochs} epochs, on {training_backend(args.device or default_device())}")
+    t0 = time.perf_counter()
+    shape = nf.fit(mesh, config=config, device=args.device, seed=0)
+    t_fit = time.perf_counter() - t0
+    nis_path = os.path.join(args.out, "shape.nis")
+    shape.save(nis_path)
+    print(f"          {t_fit:.1f} s -> {nis_path} ({os.path.getsize(nis_path):,} bytes)")
+    err = nf.metrics.surface_error(shape, mesh, n=20_000)
+    print(f"accuracy  mean |f| at 20k surface points: {err:.5f} (unit frame; the paper reports ~1e-3)")
+    t0 = time.perf_counter()
+    image = shape.render(args.size[0], args.size[1], device=args.device)
+    png = os.path.join(args.out, "shape.png")
+    save_png(image, png)
+    print(f"render    {args.size[0]}x{args.size[1]} in {(time.perf_counter() - t0) * 1e3:.0f} ms -> {png}")
     return 0
 
 
+def _fit_options(p) -> None:
+    p.add_argument("--recipe", choices=("paper", "fast", "quick"), default="paper",
+                   help="paper: Davies et al.'s recipe (default); fast: fewer samples and epochs, "
+                        "as accurate on the benchmark meshes; quick: a rough demo fit")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--n-samples", type=int, help="importance samples drawn from the pool")
+    p.add_argument("--pool-size", type=int, help="uniform points whose exact SDF is computed")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--fp16", action="store_true", help="float16 matmuls in training (CUDA) and a float16 .nis")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nis-fast", description=__doc__.split("\n")[0] + " Weight-encoded neural "
-                                     "implicit shapes (Davies et al. 2020): mesh -> 7553-parameter SDF network.")
+    parser = argparse.ArgumentParser(prog="nis-fast", description="Weight-encoded neural implicit shapes "
+                                     "(Davies et al. 2020): mesh -> 7553-parameter SDF network -> distances, "
+                                     "meshes, images.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="what was built and what runs here (CPU threads, CUDA, Triton)",
-                       description="Print what was built into the native module and what can run on this machine.")
-    p.set_defaults(func=cmd_info)
+    def command(name, func, help_text, description=None):
+        p = sub.add_parser(name, help=help_text, description=description or help_text)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("demo", help="run the main job on the bundled example mesh",
-                       description="Load, validate and normalise the bundled torus-knot mesh (or --mesh) and report.")
+    p = command("info", cmd_info, "what was built and runs here; or what a .nis/.h5 file holds",
+                "Without a file: what was built into the native module and what can run on this machine "
+                "(CPU threads, CUDA, Triton). With a file: its validated contents.")
+    p.add_argument("file", nargs="?", help="a .nis or Keras .h5 weight file")
+
+    p = command("demo", cmd_demo, "fit the bundled example mesh, save the .nis and render it",
+                "Fit the bundled torus-knot mesh (or --mesh) with the fast recipe (about 30 s on a 2-core CPU), "
+                "write shape.nis and shape.png.")
     p.add_argument("--mesh", help="use this mesh instead of the bundled example")
     p.add_argument("-o", "--out", default="nis_demo", help="output folder (default: ./nis_demo)")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--recipe", choices=("paper", "fast", "quick"), default="fast")
+    p.add_argument("--size", type=_size, default=(512, 512), help="image size, e.g. 512x512")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    p = command("sdf", cmd_sdf, "exact signed distances from a mesh to points",
+                "Signed distances (negative inside) of the (N, 3) points in a .npy file to a mesh, as a .npy.")
+    p.add_argument("mesh")
+    p.add_argument("points", help=".npy file holding an (N, 3) float array")
+    p.add_argument("-o", "--out", required=True, help="output .npy")
+    p.add_argument("--sign", choices=("winding", "pseudonormal"), default="winding",
+                   help="winding: generalised winding number (robust, default); pseudonormal: faster, watertight only")
+
+    p = command("fit", cmd_fit, "fit one mesh and write a .nis (or Keras .h5)")
+    p.add_argument("mesh")
+    p.add_argument("-o", "--out", required=True, help="output .nis or .h5")
+    _fit_options(p)
+
+    p = command("fit-many", cmd_fit_many, "fit several meshes together (batched on a GPU)")
+    p.add_argument("meshes", nargs="+")
+    p.add_argument("-o", "--out", required=True, help="output folder (one .nis per mesh)")
+    _fit_options(p)
+
+    p = command("convert", cmd_convert, "convert between .nis and the paper's Keras .h5")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--fp16", action="store_true", help="store float16 weights (.nis only)")
+
+    p = command("render", cmd_render, "sphere-trace a shape to a PNG")
+    p.add_argument("shape", help=".nis or .h5")
+    p.add_argument("-o", "--out", required=True, help="output .png")
+    p.add_argument("--size", type=_size, default=(512, 512), help="image size, e.g. 1920x1080")
+    p.add_argument("--shading", choices=("lambert", "normals", "depth"), default="lambert")
+    p.add_argument("--device", help="cpu or cuda (default: where the shape lives)")
+
+    p = command("mesh", cmd_mesh, "extract a triangle mesh by marching cubes")
+    p.add_argument("shape", help=".nis or .h5")
+    p.add_argument("-o", "--out", required=True, help="output mesh (.ply, .obj, .stl, .off, .glb)")
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--device", help="cpu or cuda")
+
+    p = command("eval", cmd_eval, "accuracy of a shape against its mesh (the paper's metrics)")
+    p.add_argument("shape", help=".nis or .h5")
+    p.add_argument("mesh")
+
+    p = command("export", cmd_export, "self-contained decoder source (C, GLSL or HLSL) with the weights baked in")
+    p.add_argument("shape", help=".nis or .h5")
+    p.add_argument("--language", choices=("c", "glsl", "hlsl"), default="c")
+    p.add_argument("-o", "--out", help="output file (default: stdout)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .mesh import MeshError
-
     try:
         return args.func(args)
-    except (MeshError, FileNotFoundError, ValueError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # MeshError, NisFileError, bad arguments
         print(f"nis-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

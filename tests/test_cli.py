@@ -1,17 +1,20 @@
-"""The CLI and backend_info report the build truthfully."""
+"""The CLI: every command runs end to end on small inputs, and backend_info is truthful."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import nis_fast as nf
 from nis_fast import _backend
-from nis_fast.cli import main
+from nis_fast.cli import build_parser, example_mesh_path, main
+from tests.conftest import PAPER_WEIGHTS
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "nis_fast.cli", *args], capture_output=True, text=True, timeout=120)
+TINY = ["--recipe", "quick", "--epochs", "1", "--pool-size", "20000", "--n-samples", "4096", "--device", "cpu"]
 
 
 def test_backend_info_is_truthful():
@@ -28,36 +31,100 @@ def test_backend_info_is_truthful():
         assert info["native"]["cuda_not_built_because"]
 
 
+def test_cuda_sources_were_compiled_when_nvcc_is_present():
+    if not (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")) or os.environ.get("NIS_FAST_CUDA") == "0":
+        pytest.skip("no nvcc here: the build skips CUDA by design")
+    assert nf.backend_info()["native"]["cuda_built"], "nvcc is present but the CUDA backend was not built"
+
+
 def test_info_command_prints_backend_info_as_json():
-    result = run_cli("info")
+    result = subprocess.run([sys.executable, "-m", "nis_fast.cli", "info"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["native"] == nf.backend_info()["native"]
 
 
-@pytest.mark.parametrize("command", ["info", "demo"])
-def test_every_command_has_help(command, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
-    assert exit_.value.code == 0
-    assert "usage: nis-fast" in capsys.readouterr().out
+def test_every_command_has_help(capsys):
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"info", "demo", "sdf", "fit", "fit-many", "convert", "render", "mesh", "eval", "export"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: nis-fast" in capsys.readouterr().out
 
 
-def test_demo_reports_the_bundled_mesh(capsys, tmp_path):
-    assert main(["demo", "-o", str(tmp_path)]) == 0
+def test_demo_fits_saves_and_renders(capsys, tmp_path):
+    assert main(["demo", "-o", str(tmp_path), "--recipe", "quick", "--size", "64x48", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "torus_knot.ply" in out and "7680 faces" in out and '"watertight": true' in out
+    assert "torus_knot.ply" in out and "7680 faces" in out
+    assert nf.load(tmp_path / "shape.nis").params.shape == (7553,)
+    assert Image.open(tmp_path / "shape.png").size == (64, 48)
 
 
-def test_bad_mesh_is_one_clear_error(capsys):
-    assert main(["demo", "--mesh", "/no/such/mesh.obj"]) == 2
-    assert "no such file" in capsys.readouterr().err
+def test_fit_info_convert_render_mesh_export_eval(capsys, tmp_path):
+    nis, h5 = tmp_path / "knot.nis", tmp_path / "knot.h5"
+    assert main(["fit", example_mesh_path(), "-o", str(nis), *TINY]) == 0
+    assert main(["info", str(nis)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(nis)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "nis" and info["architecture"]
+    assert main(["convert", str(nis), str(h5)]) == 0
+    np.testing.assert_array_equal(nf.load(h5).params.numpy(), nf.load(nis).params.numpy())
+    png = tmp_path / "knot.png"
+    assert main(["render", str(h5), "-o", str(png), "--size", "40x30", "--shading", "normals"]) == 0
+    assert Image.open(png).size == (40, 30)
+    ply = tmp_path / "knot.ply"
+    assert main(["mesh", str(nis), "-o", str(ply), "--resolution", "32"]) == 0
+    import trimesh
+
+    assert len(trimesh.load(ply).faces) > 0
+    src = tmp_path / "knot.c"
+    assert main(["export", str(nis), "--language", "c", "-o", str(src)]) == 0
+    assert "nis_sdf" in src.read_text()
+    capsys.readouterr()
+    assert main(["eval", str(nis), example_mesh_path()]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 
-def test_cuda_sources_were_compiled_when_nvcc_is_present():
-    import os
-    import shutil
+def test_fit_many_writes_one_file_per_mesh(tmp_path):
+    import trimesh
 
-    nvcc = shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")
-    if not nvcc or os.environ.get("NIS_FAST_CUDA") == "0":
-        pytest.skip("no nvcc here: the build skips CUDA by design")
-    assert nf.backend_info()["native"]["cuda_built"], "nvcc is present but the CUDA backend was not built"
+    paths = []
+    for name, mesh in (("box", trimesh.creation.box()), ("ball", trimesh.creation.icosphere(2))):
+        paths.append(tmp_path / f"{name}.ply")
+        mesh.export(paths[-1])
+    assert main(["fit-many", *map(str, paths), "-o", str(tmp_path / "out"), *TINY]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["ball.nis", "box.nis"]
+
+
+def test_sdf_command_matches_the_python_api(tmp_path):
+    points = np.random.default_rng(0).uniform(-1, 1, size=(500, 3))
+    np.save(tmp_path / "p.npy", points)
+    assert main(["sdf", example_mesh_path(), str(tmp_path / "p.npy"), "-o", str(tmp_path / "d.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), nf.MeshSDF(example_mesh_path()).sdf(points))
+
+
+def test_paper_weights_render(tmp_path):
+    src = PAPER_WEIGHTS / "car_1.h5"
+    if not src.exists():
+        pytest.skip(f"{src} not found")
+    assert main(["render", str(src), "-o", str(tmp_path / "car.png"), "--size", "32x32"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--mesh", "/no/such/mesh.obj"], "no such file"),
+    (["render", "/no/such/shape.nis", "-o", "x.png"], "shape.nis"),
+    (["info", __file__], "unknown extension"),
+])
+def test_bad_input_is_one_clear_error(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_size_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["render", "a.nis", "-o", "a.png", "--size", "big"])
+    assert "1920x1080" in capsys.readouterr().err
