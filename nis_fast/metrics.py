@@ -4,6 +4,15 @@
 - grid_l1:        mean |f(x) - d(x)| on a regular grid over [-1, 1]^3 (d: exact signed distance);
 - importance_l1:  mean |f(x) - d(x)| at a fresh importance-sampled set (the training distribution).
 
+and the usual geometric comparisons, also in the unit frame:
+
+- chamfer / hausdorff: mean (sum of both directions) / max point-to-surface distance between
+  surface samples of the mesh and of the shape's marching-cubes mesh (exact distances to triangles);
+- normal_consistency: mean |cos| between the mesh's face normals and the network's gradient at the
+  mesh's surface samples;
+- iou: volumetric intersection over union at uniform points of the cube (inside = winding number > 1/2
+  for the mesh, f < 0 for the shape).
+
 `mesh` is anything load_mesh takes; `sdf_fn` (exact SDF in the unit frame) defaults to
 nis_fast.sdf.MeshSDF(mesh, space="unit").sdf and may be passed to reuse one BVH.
 """
@@ -12,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .mesh import Mesh, load_mesh
+from .mesh import IDENTITY, Mesh, load_mesh
 from .sampling import importance_samples, surface_samples
 
 _CHUNK = 1 << 20
@@ -58,12 +67,71 @@ def importance_l1(shape, mesh, n: int = 100_000, pool_size: int = 1_000_000, bet
     return float((_unit_sdf(shape, points) - d).abs().double().mean())
 
 
+def chamfer_hausdorff(shape, mesh, n: int = 100_000, resolution: int = 128, seed: int = 0) -> tuple[float, float]:
+    """(Chamfer, Hausdorff) between the mesh and the shape's zero level set (marching cubes at `resolution`)."""
+    from .sdf import MeshSDF
+
+    mesh = _mesh(mesh)
+    vertices, faces = shape_mesh_unit(shape, resolution)
+    if len(faces) == 0:
+        return float("inf"), float("inf")
+    decoded = Mesh(vertices, faces, IDENTITY, "<decoded>")
+    a = surface_samples(mesh, n, seed)  # on the mesh
+    b = surface_samples(decoded, n, seed + 1, space="world")  # on the decoded surface (already unit frame)
+    a_to_b = np.asarray(MeshSDF(decoded).closest(a)[0])
+    b_to_a = np.asarray(MeshSDF(mesh, space="unit").closest(b)[0])
+    return float(a_to_b.mean() + b_to_a.mean()), float(max(a_to_b.max(), b_to_a.max()))
+
+
+def shape_mesh_unit(shape, resolution: int):
+    """The shape's marching-cubes mesh in the unit frame, as float64 vertices and int32 faces."""
+    from . import decode
+
+    vertices, faces = decode.to_mesh(shape.params, resolution=resolution)
+    return np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int32)
+
+
+def normal_consistency(shape, mesh, n: int = 100_000, seed: int = 0) -> float:
+    """Mean |cos| between face normals and the network's gradient at surface samples of the mesh."""
+    from .sdf import MeshSDF
+
+    mesh = _mesh(mesh)
+    points = surface_samples(mesh, n, seed)
+    faces = np.asarray(MeshSDF(mesh, space="unit").closest(points)[2])
+    tri = mesh.unit_vertices[mesh.faces[faces]]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    x = torch.from_numpy(points.astype(np.float32)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(_unit_sdf(shape, x).sum(), x)
+    grad = grad.double().numpy()
+    cos = np.einsum("ij,ij->i", normals, grad) / np.maximum(
+        np.linalg.norm(normals, axis=1) * np.linalg.norm(grad, axis=1), 1e-300)
+    return float(np.abs(cos).mean())
+
+
+def iou(shape, mesh, n: int = 1_000_000, seed: int = 0) -> float:
+    """Volumetric IoU at n uniform points of [-1, 1]^3 (mesh inside: winding number > 1/2; shape inside: f < 0)."""
+    from .sdf import MeshSDF
+
+    points = torch.from_numpy(np.random.default_rng(seed).uniform(-1, 1, size=(n, 3)).astype(np.float32))
+    inside_mesh = torch.as_tensor(MeshSDF(_mesh(mesh), space="unit").contains(points))
+    with torch.no_grad():
+        inside_shape = _unit_sdf(shape, points) < 0
+    union = int((inside_mesh | inside_shape).sum())
+    return float((inside_mesh & inside_shape).sum()) / union if union else 1.0
+
+
 def evaluate(shape, mesh, sdf_fn=None, seed: int = 0) -> dict:
-    """The paper's three metrics (unit frame): surface_error, grid_l1, importance_l1."""
+    """All metrics in the unit frame: the paper's three (surface_error, grid_l1, importance_l1), then
+    chamfer, hausdorff, normal_consistency and iou."""
     mesh = _mesh(mesh)
     sdf_fn = sdf_fn or _exact_sdf(mesh)
+    chamfer, hausdorff = chamfer_hausdorff(shape, mesh, seed=seed)
     return {
         "surface_error": surface_error(shape, mesh, seed=seed),
         "grid_l1": grid_l1(shape, mesh, sdf_fn=sdf_fn),
         "importance_l1": importance_l1(shape, mesh, seed=seed + 12345, sdf_fn=sdf_fn),
+        "chamfer": chamfer,
+        "hausdorff": hausdorff,
+        "normal_consistency": normal_consistency(shape, mesh, seed=seed),
+        "iou": iou(shape, mesh, seed=seed),
     }

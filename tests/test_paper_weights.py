@@ -113,7 +113,6 @@ class _ExactShape:
 
 
 def test_metrics_are_zero_for_the_exact_sdf_and_small_for_the_paper():
-    pytest.importorskip("nis_fast.sdf", reason="nis_fast.sdf (MeshSDF) is not in this build yet")
     from nis_fast import metrics
 
     mesh = nf.load_mesh(MESHES / "thingi10k_70375.stl", warn=False)
