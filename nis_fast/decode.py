@@ -19,8 +19,6 @@ csrc/include/nis/mcubes.h, on the CPU (OpenMP) or on a CUDA GPU (same headers).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,16 +252,9 @@ def save_png(image, path) -> None:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ValueError(f"nis_fast.decode.save_png: expected an (H, W[, 3|4]) uint8 image, got {image.dtype} {image.shape}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(image).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .io import atomic_write
+
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 # ----------------------------------------------------------------------------------------------- meshing

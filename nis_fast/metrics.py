@@ -69,17 +69,22 @@ def importance_l1(shape, mesh, n: int = 100_000, pool_size: int = 1_000_000, bet
 
 def chamfer_hausdorff(shape, mesh, n: int = 100_000, resolution: int = 128, seed: int = 0) -> tuple[float, float]:
     """(Chamfer, Hausdorff) between the mesh and the shape's zero level set (marching cubes at `resolution`)."""
-    from .sdf import MeshSDF
-
-    mesh = _mesh(mesh)
     vertices, faces = shape_mesh_unit(shape, resolution)
     if len(faces) == 0:
         return float("inf"), float("inf")
-    decoded = Mesh(vertices, faces, IDENTITY, "<decoded>")
-    a = surface_samples(mesh, n, seed)  # on the mesh
-    b = surface_samples(decoded, n, seed + 1, space="world")  # on the decoded surface (already unit frame)
-    a_to_b = np.asarray(MeshSDF(decoded).closest(a)[0])
-    b_to_a = np.asarray(MeshSDF(mesh, space="unit").closest(b)[0])
+    return surface_distance(_mesh(mesh), Mesh(vertices, faces, IDENTITY, "<decoded>"), n, seed)
+
+
+def surface_distance(reference: Mesh, other: Mesh, n: int = 100_000, seed: int = 0) -> tuple[float, float]:
+    """(Chamfer, Hausdorff) between two meshes in the reference's unit frame: `other` is given in
+    that frame already (its own transform is ignored). Exact point-to-triangle distances both ways."""
+    from .sdf import MeshSDF
+
+    other = Mesh(other.vertices, other.faces, IDENTITY, other.name)
+    a = surface_samples(reference, n, seed)
+    b = surface_samples(other, n, seed + 1, space="world")
+    a_to_b = np.asarray(MeshSDF(other).closest(a)[0])
+    b_to_a = np.asarray(MeshSDF(reference, space="unit").closest(b)[0])
     return float(a_to_b.mean() + b_to_a.mean()), float(max(a_to_b.max(), b_to_a.max()))
 
 
