@@ -23,10 +23,14 @@ struct SignAnchor {
 
 // What one closest-point query leaves for the next, nearby one on the same
 // thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
+constexpr int kAnchorsPerSign = 4;
+
 template <typename T>
 struct QueryCarry {
-    int32_t tri = -1;          // BVH-order triangle found: seeds the next distance search
-    SignAnchor<T> anchor[2];   // the latest point found outside [0] and inside [1]
+    int32_t tri = -1;  // BVH-order triangle found: seeds the next distance search
+    // The latest points found outside [0] and inside [1], newest at next[s] - 1 (ring buffers).
+    SignAnchor<T> anchor[2][kAnchorsPerSign];
+    int next[2] = {0, 0};
 };
 
 // On a closed mesh (every edge shared by exactly two oppositely oriented faces)
@@ -45,11 +49,14 @@ NIS_HD bool same_side(const SignAnchor<T>& a, Vec3<T> p, T dist) {
 
 template <typename T>
 NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>& carry) {
-    bool inside;
-    if (m.closed && same_side(carry.anchor[0], p, dist)) inside = false;
-    else if (m.closed && same_side(carry.anchor[1], p, dist)) inside = true;
-    else inside = winding_number(m, p, beta) > T(0.5);
-    carry.anchor[inside] = {p, dist};
+    if (m.closed) {
+        for (int k = 0; k < kAnchorsPerSign; ++k)
+            for (int side = 0; side < 2; ++side)
+                if (same_side(carry.anchor[side][k], p, dist)) return side == 1;
+    }
+    const bool inside = winding_number(m, p, beta) > T(0.5);
+    carry.anchor[inside][carry.next[inside]] = {p, dist};
+    carry.next[inside] = (carry.next[inside] + 1) % kAnchorsPerSign;
     return inside;
 }
 
