@@ -31,8 +31,9 @@ relative; float32: float32 maths on float32 triangles). ``winding`` is the fast
 approximation (max error ~0.05 at the default beta = 2 on the shared test meshes,
 < 2e-3 at beta = 8), far below what the sign needs away from w = 1/2. On closed
 meshes (every edge in exactly two oppositely oriented faces: ``closed``) the
-winding number is an integer off the surface, and big batches reuse a
-neighbour's sign when their empty balls overlap, which is exact there.
+winding number is an integer off the surface, and big batches carry it from
+point to point (exactly: through overlapping empty balls, or by counting the
+triangles a short segment crosses, with the fast winding number as fallback).
 
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.

@@ -147,6 +147,25 @@ def test_large_batches_keep_the_winding_sign(name, dtype):
     np.testing.assert_allclose(np.abs(d), sdf.closest(p)[0], rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_through_edges_and_vertices_of_a_cube(dtype):
+    """A cube sampled on a grid aligned with its faces, edges and vertices: the segments between
+    neighbouring queries run inside face planes and through edges, where counting crossings is
+    ambiguous; the signs must still be exact."""
+    import trimesh
+
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    sdf = nf.MeshSDF((box.vertices, box.faces))
+    assert sdf.closed
+    g = np.linspace(-1.0, 1.0, 41)
+    p = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3).astype(dtype)
+    d = sdf.sdf(p)
+    box_sdf = np.abs(p.astype(np.float64)).max(axis=1) - 0.5  # negative exactly inside the cube
+    off = np.abs(box_sdf) > 1e-6
+    assert np.array_equal(d[off] < 0, box_sdf[off] < 0)
+    assert np.abs(d[~off]).max() <= 1e-6
+
+
 # --- against libigl and Open3D ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", MESH_FILES)

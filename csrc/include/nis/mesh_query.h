@@ -14,30 +14,39 @@ enum SignMode : int32_t {
     kSignPseudonormal = 2,  // angle-weighted pseudonormal at the closest point
 };
 
-// A point whose winding-number decision is known, with its distance to the surface.
+// A point of known (integer) winding number, with its distance to the surface.
 template <typename T>
 struct SignAnchor {
     Vec3<T> point{};
-    T dist = T(-1);  // < 0: unset
+    T dist = T(-1);       // < 0: unset
+    int32_t winding = 0;
 };
 
 // What one closest-point query leaves for the next, nearby one on the same
 // thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
+constexpr int kAnchors = 8;
+
 template <typename T>
 struct QueryCarry {
-    int32_t tri = -1;          // BVH-order triangle found: seeds the next distance search
-    SignAnchor<T> anchor[2];   // the latest point found outside [0] and inside [1]
+    int32_t tri = -1;               // BVH-order triangle found: seeds the next distance search
+    SignAnchor<T> anchor[kAnchors];  // the latest points of known winding number (ring buffer)
+    int next = 0;                   // slot of the next anchor; the newest is next - 1
 };
 
 // On a closed mesh (every edge shared by exactly two oppositely oriented faces)
 // the winding number is an integer, constant on each connected piece of space
-// off the surface. The open ball B(p, d(p)) holds no surface, and two such balls
-// that overlap form one connected, surface-free set: so when
-// |p - q| < d(p) + d(q), p and q have the same winding number, exactly. (If the
-// segment pq crossed the surface, d(p) + d(q) <= |p - q|.) The margin covers the
-// rounding of the distances (the BVH frame has coordinates of magnitude < 2).
+// off the surface, so it can be carried from a point of known winding number:
+// - The open ball B(p, d(p)) holds no surface, and two such balls that overlap
+//   form one connected, surface-free set: when |p - q| < d(p) + d(q), p and q
+//   have the same winding number, exactly. (If the segment pq crossed the
+//   surface, d(p) + d(q) <= |p - q|.) The margin covers rounding of the distances
+//   (the BVH frame has coordinates of magnitude < 2).
+// - Otherwise the segment from the newest anchor to p changes it by the signed
+//   count of triangles it crosses (segment_winding_change in ray.h), when no
+//   crossing is too near an edge to count for certain.
+// The fast winding number is the fallback, and the only method on other meshes.
 template <typename T>
-NIS_HD bool same_side(const SignAnchor<T>& a, Vec3<T> p, T dist) {
+NIS_HD bool balls_overlap(const SignAnchor<T>& a, Vec3<T> p, T dist) {
     const T margin = T(256) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
     const T reach = (dist + a.dist) * (T(1) - margin) - margin;
     return a.dist >= T(0) && reach > T(0) && length_sq(p - a.point) < reach * reach;
@@ -45,12 +54,24 @@ NIS_HD bool same_side(const SignAnchor<T>& a, Vec3<T> p, T dist) {
 
 template <typename T>
 NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>& carry) {
-    bool inside;
-    if (m.closed && same_side(carry.anchor[0], p, dist)) inside = false;
-    else if (m.closed && same_side(carry.anchor[1], p, dist)) inside = true;
-    else inside = winding_number(m, p, beta) > T(0.5);
-    carry.anchor[inside] = {p, dist};
-    return inside;
+    if (!m.closed) return winding_number(m, p, beta) > T(0.5);
+    bool known = false;
+    int32_t w = 0;
+    for (int k = 0; k < kAnchors && !known; ++k) {
+        if (balls_overlap(carry.anchor[k], p, dist)) {
+            w = carry.anchor[k].winding;
+            known = true;
+        }
+    }
+    const SignAnchor<T>& newest = carry.anchor[(carry.next + kAnchors - 1) % kAnchors];
+    if (!known && newest.dist >= T(0)) {
+        const int32_t change = segment_winding_change(m, newest.point, p, known);
+        w = newest.winding + change;
+    }
+    if (!known) w = static_cast<int32_t>(std::floor(winding_number(m, p, beta) + T(0.5)));
+    carry.anchor[carry.next] = {p, dist, w};
+    carry.next = (carry.next + 1) % kAnchors;
+    return w > 0;
 }
 
 template <typename T>

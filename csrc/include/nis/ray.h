@@ -91,4 +91,59 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
     return best;
 }
 
+// Change of the winding number from a to b on a closed mesh: each triangle the
+// segment crosses changes it by one, down when leaving through its front side.
+// Sets `clear` to false when a crossing lies too near an edge, a vertex, an end
+// of the segment, or is too grazing to count with certainty (rounding could
+// count it twice or miss it); the caller then evaluates the winding number.
+template <typename T>
+NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b, bool& clear) {
+    const T eps = T(64) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
+    const Vec3<T> d = b - a;
+    const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
+    const T t_end = T(1) + T(4) * eps;  // boxes touching the segment's end count too
+    int32_t change = 0;
+    clear = true;
+    int32_t stack[kBvhStackSize];
+    int sp = 0;
+    stack[sp++] = 0;
+    while (sp > 0) {
+        const BvhNode node = m.nodes[stack[--sp]];
+        if (!(ray_box(node, a, inv_d, t_end) < t_end)) continue;
+        if (!bvh_is_leaf(node)) {
+            stack[sp++] = node.a;
+            stack[sp++] = node.b;
+            continue;
+        }
+        const int32_t end = node.a - node.b;
+        for (int32_t t = node.a; t < end; ++t) {
+            Vec3<T> p0, p1, p2;
+            load_triangle(m, t, p0, p1, p2);
+            const Vec3<T> e1 = p1 - p0, e2 = p2 - p0;
+            const Vec3<T> n = cross(e1, e2);
+            const Vec3<T> tv = a - p0;
+            const T det = -dot(d, n);  // Moller-Trumbore's e1 . (d x e2), written with the normal
+            const T span = length(tv) + length(d) + length(e1) + length(e2);
+            const T tol_num = T(32) * eps * span * span * span;  // bound on the rounding of u, v, s times |det|
+            if (!(std::abs(det) > tol_num)) {  // grazing, parallel or degenerate
+                if (length_sq(n) == T(0)) continue;  // zero-area triangle: contributes nothing
+                // Near the plane, the segment may or may not cross: let the caller decide another way.
+                if (std::abs(dot(tv, n)) <= tol_num + std::abs(dot(d, n))) clear = false;
+                continue;
+            }
+            const T inv = T(1) / det;
+            const T u = dot(tv, cross(d, e2)) * inv;
+            const Vec3<T> qv = cross(tv, e1);
+            const T v = dot(d, qv) * inv;
+            const T s = dot(e2, qv) * inv;  // where along the segment it crosses the plane, in [0, 1]
+            const T tol = tol_num / std::abs(det);
+            const bool inside_strict = u > tol && v > tol && u + v < T(1) - tol && s > tol && s < T(1) - tol;
+            const bool outside_strict = u < -tol || v < -tol || u + v > T(1) + tol || s < -tol || s > T(1) + tol;
+            if (inside_strict) change += dot(d, n) > T(0) ? -1 : 1;
+            else if (!outside_strict) clear = false;
+        }
+    }
+    return change;
+}
+
 }  // namespace nis
