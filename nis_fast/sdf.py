@@ -40,9 +40,6 @@ triangles a short segment crosses, with the fast winding number as fallback).
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
 from ._backend import data_ptr, device_of, native, stream_ptr
@@ -242,14 +239,13 @@ def _isfinite_all(x):
 def main_sdf_file(mesh_path, points_npy, out_npy, sign: str = "winding") -> None:
     """Signed distances of the points in `points_npy` ((N, 3) .npy) to the mesh, written
     atomically to `out_npy` (float of the input precision). The CLI's `nis-fast sdf`."""
+    from .io import atomic_write
+
     points = np.load(points_npy, allow_pickle=False)
     dist = MeshSDF(mesh_path).sdf(points, sign=sign)
-    out_dir = os.path.dirname(os.path.abspath(out_npy))
-    fd, tmp = tempfile.mkstemp(prefix=".nis_sdf_", suffix=".npy", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a bare path
             np.save(f, dist, allow_pickle=False)
-        os.replace(tmp, out_npy)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+
+    atomic_write(out_npy, write)
