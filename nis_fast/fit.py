@@ -308,7 +308,8 @@ def _torch_threads(threads, device):
     Why 1: a 32-wide layer gives each OpenMP thread microseconds of work between barriers, so a
     second thread gains little, and when another process takes a core the spinning threads
     collapse (measured on a shared 2-core machine, batch 2048: 9 ms per step with one thread,
-    160-230 ms with two). CUDA fits leave the setting alone."""
+    160-230 ms with two; on the same machine idle, a whole `fast` fit of spot took 27.6 s with one
+    thread and 28.8 s with two). CUDA fits leave the setting alone."""
     before = torch.get_num_threads()
     if threads is None and device.type == "cpu":
         threads = 1
