@@ -65,6 +65,16 @@ def _version() -> str:
 
 # --- atomic writes ----------------------------------------------------------------
 
+def _new_file_mode(path) -> int:
+    """The mode a plain open(path, "w") would give: the existing file's, else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path, write):
     """Call write(tmp_path) on a temp file beside `path`, then os.replace it into place.
     On any failure the temp file is removed and `path` is left as it was."""
@@ -76,6 +86,7 @@ def atomic_write(path, write):
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -252,3 +252,18 @@ def test_failed_write_leaves_nothing(shape, tmp_path):
         io.atomic_write(target, boom)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nis"]
+
+
+def test_written_files_get_the_usual_mode(shape, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        shape.save(tmp_path / "new.nis")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o644  # not mkstemp's 0600
+        os.chmod(tmp_path / "new.nis", 0o640)
+        shape.save(tmp_path / "new.nis")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o640  # an overwrite keeps the mode
+    finally:
+        os.umask(old)

@@ -74,6 +74,24 @@ struct ClosestHit {
     int32_t region;  // TriRegion of the closest point on that triangle
 };
 
+// Push both children of an inner node whose keys (squared box distance, or ray
+// entry t) are below `bound`, the far one first so the near one is popped next.
+template <typename T>
+NIS_HD void push_children_near_first(int32_t* stack_node, T* stack_key, int& sp, int32_t left, int32_t right,
+                                     T key_left, T key_right, T bound) {
+    const bool left_first = key_left <= key_right;
+    const int32_t near_child = left_first ? left : right, far_child = left_first ? right : left;
+    const T near_key = left_first ? key_left : key_right, far_key = left_first ? key_right : key_left;
+    if (far_key < bound) {
+        stack_node[sp] = far_child;
+        stack_key[sp++] = far_key;
+    }
+    if (near_key < bound) {
+        stack_node[sp] = near_child;
+        stack_key[sp++] = near_key;
+    }
+}
+
 // Closest point on the mesh to p. `hint` (a BVH-order triangle, or -1) seeds the
 // search: its distance is an upper bound that prunes the traversal from the start
 // (the CPU loop passes the previous query's triangle; queries run in Morton order).
@@ -106,20 +124,8 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
             }
             continue;
         }
-        const T dl = box_distance_sq(m.nodes[node.a], p);
-        const T dr = box_distance_sq(m.nodes[node.b], p);
-        const bool left_first = dl <= dr;
-        const int32_t near_child = left_first ? node.a : node.b, far_child = left_first ? node.b : node.a;
-        const T near_d = left_first ? dl : dr, far_d = left_first ? dr : dl;
-        // Far child pushed first so the near one is popped next.
-        if (far_d < best.dist_sq) {
-            stack_node[sp] = far_child;
-            stack_dist[sp++] = far_d;
-        }
-        if (near_d < best.dist_sq) {
-            stack_node[sp] = near_child;
-            stack_dist[sp++] = near_d;
-        }
+        push_children_near_first(stack_node, stack_dist, sp, node.a, node.b, box_distance_sq(m.nodes[node.a], p),
+                                 box_distance_sq(m.nodes[node.b], p), best.dist_sq);
     }
     return best;
 }

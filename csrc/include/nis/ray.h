@@ -74,19 +74,8 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
             }
             continue;
         }
-        const T tl = ray_box(m.nodes[node.a], o, inv_d, best.t);
-        const T tr = ray_box(m.nodes[node.b], o, inv_d, best.t);
-        const bool left_first = tl <= tr;
-        const int32_t near_child = left_first ? node.a : node.b, far_child = left_first ? node.b : node.a;
-        const T near_t = left_first ? tl : tr, far_t = left_first ? tr : tl;
-        if (far_t < best.t) {
-            stack_node[sp] = far_child;
-            stack_t[sp++] = far_t;
-        }
-        if (near_t < best.t) {
-            stack_node[sp] = near_child;
-            stack_t[sp++] = near_t;
-        }
+        push_children_near_first(stack_node, stack_t, sp, node.a, node.b, ray_box(m.nodes[node.a], o, inv_d, best.t),
+                                 ray_box(m.nodes[node.b], o, inv_d, best.t), best.t);
     }
     return best;
 }
