@@ -70,9 +70,10 @@ class BuildExt(build_ext):
         macros = " ".join(f"-D{k}={v}" if v is not None else f"-D{k}" for k, v in ext.define_macros
                           if k not in ("NIS_CXX_FLAGS", "NIS_CUDA_BUILD_NOTE"))
         includes = " ".join(f"-I{d}" for d in ext.include_dirs)
+        # No --use_fast_math: the GPU must run the IEEE maths that the CPU tests check (same headers).
         lines = [
             f"nvcc = {nvcc}",
-            f"flags = -O3 -std=c++17 --use_fast_math -Xcompiler -fPIC {gencode} {macros} {includes}",
+            f"flags = -O3 -std=c++17 -Xcompiler -fPIC {gencode} {macros} {includes}",
             "rule nvcc",
             "  command = $nvcc $flags -MD -MF $out.d -c $in -o $out",
             "  depfile = $out.d",

@@ -1,5 +1,6 @@
 // Bindings of the mesh queries: nis_fast._C.MeshBvh, built once on the CPU,
 // uploaded to the GPU on request; queries take raw pointers and a device name.
+#include <cmath>
 #include <pybind11/numpy.h>
 
 #include "bind_util.h"
@@ -26,9 +27,14 @@ void bind_mesh(py::module_& m) {
                  if (vertices.ndim() != 2 || vertices.shape(1) != 3 || faces.ndim() != 2 || faces.shape(1) != 3)
                      throw std::invalid_argument("MeshBvh: vertices and faces must have shape (N, 3)");
                  const int32_t* f = faces.data();
+                 const double* v = vertices.data();
                  const int64_t nv = vertices.shape(0), nf = faces.shape(0);
+                 if (nf == 0) throw std::invalid_argument("MeshBvh: the mesh has no faces");
                  for (int64_t i = 0; i < 3 * nf; ++i)
                      if (f[i] < 0 || f[i] >= nv) throw std::invalid_argument("MeshBvh: face index out of range");
+                 // A NaN centroid would index the SAH bins out of range: refuse it here, whatever the caller checked.
+                 for (int64_t i = 0; i < 3 * nv; ++i)
+                     if (!std::isfinite(v[i])) throw std::invalid_argument("MeshBvh: vertices must be finite (NaN or inf found)");
                  auto bvh = std::make_unique<MeshBvh>();
                  {
                      py::gil_scoped_release nogil;

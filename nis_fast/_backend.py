@@ -87,11 +87,10 @@ def device_of(x) -> str:
 
 def data_ptr(x) -> int:
     """Address of a C-contiguous numpy array or torch tensor."""
-    if isinstance(x, np.ndarray):
-        assert x.flags.c_contiguous
-        return x.ctypes.data
-    assert x.is_contiguous()
-    return x.data_ptr()
+    contiguous = x.flags.c_contiguous if isinstance(x, np.ndarray) else x.is_contiguous()
+    if not contiguous:  # callers make inputs contiguous; this guards the native code against a missed case
+        raise ValueError("nis_fast: internal error: a non-contiguous array reached the native code")
+    return x.ctypes.data if isinstance(x, np.ndarray) else x.data_ptr()
 
 
 def stream_ptr(device: str) -> int:

@@ -144,17 +144,14 @@ def read_nis(path):
     n = int.from_bytes(data[:8], "little")
     if n > min(_MAX_HEADER, len(data) - 8):
         fail(f"not a .nis file or truncated: header length {n} does not fit in {len(data)} bytes")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(f"corrupt or foreign file: safetensors header is not valid JSON ({exc})")
+    header = _parse_json(data[8:8 + n], "corrupt or foreign file: the safetensors header", fail)
     if not isinstance(header, dict):
         fail("corrupt or foreign file: safetensors header is not a JSON object")
     meta = header.pop("__metadata__", None)
     if set(header) != {TENSOR_NAME}:
         fail(f"expected exactly one tensor named {TENSOR_NAME!r}, found {sorted(header)}")
     info = header[TENSOR_NAME]
-    if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or info["dtype"] not in _DTYPES:
         got = info.get("dtype") if isinstance(info, dict) else info
         fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {got!r}")
     dtype = _DTYPES[info["dtype"]]
@@ -170,15 +167,12 @@ def read_nis(path):
         fail("no nis_fast metadata (the safetensors header lacks __metadata__['nis']): not a .nis file")
     if meta.get("nis_checksum") != _checksum(meta["nis"], body):
         fail("checksum mismatch: the file was modified or damaged after it was written")
-    try:
-        doc = json.loads(meta["nis"])
-    except json.JSONDecodeError as exc:
-        fail(f"metadata is not valid JSON ({exc})")
+    doc = _parse_json(meta["nis"], "the nis metadata", fail)
     transform = _check_document(doc, fail)
     params = np.frombuffer(body, dtype=dtype).astype(np.float32)
     if not np.all(np.isfinite(params)):
         fail("parameters contain NaN or infinite values")
-    metadata = {k: v for k, v in doc.items() if k not in ("format", "version", "architecture", "transform")}
+    metadata = _metadata_of(doc, fail)
     metadata["dtype"] = np.dtype(dtype).name
     return params, transform, metadata
 
@@ -195,6 +189,35 @@ def _check_document(doc, fail) -> Normalization:
         return Normalization.from_dict(doc.get("transform"))
     except (TypeError, KeyError, ValueError) as exc:
         fail(f"invalid normalisation transform ({exc})")
+
+
+def _parse_json(text, what, fail):
+    """json.loads that turns every way hostile text can fail (bad UTF-8, bad JSON, nesting deep
+    enough to exhaust the recursion limit) into one clear error."""
+    try:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        fail(f"{what} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+# Optional metadata a file may carry, with the type each must have.
+_METADATA_TYPES = {"recipe": dict, "source": dict, "metrics": dict, "notes": list}
+
+
+def _metadata_of(doc, fail) -> dict:
+    """The optional part of a validated document: only known keys, each of the right type."""
+    metadata = {}
+    for key, value in doc.items():
+        if key in ("format", "version", "architecture", "transform", "nis_fast_version"):
+            continue
+        if key not in _METADATA_TYPES:
+            fail(f"unknown metadata key {key!r}")
+        if not isinstance(value, _METADATA_TYPES[key]):
+            fail(f"metadata {key!r} must be a {_METADATA_TYPES[key].__name__}, got {type(value).__name__}")
+        metadata[key] = value
+    if "nis_fast_version" in doc:
+        metadata["nis_fast_version"] = doc["nis_fast_version"]
+    return metadata
 
 
 def _failer(path):
@@ -265,6 +288,9 @@ def read_h5(path):
             except (KeyError, OSError, ValueError) as exc:
                 fail(f"layer {name!r} is missing or unreadable ({exc})")
             w, b = arrays.get("kernel:0"), arrays.get("bias:0")
+            if w is not None and b is not None and not (np.issubdtype(w.dtype, np.floating)
+                                                        and np.issubdtype(b.dtype, np.floating)):
+                fail(f"layer {name!r} holds {w.dtype}/{b.dtype} arrays, expected real floating-point weights")
             if w is None or b is None or w.shape != (fan_in, fan_out) or b.shape != (fan_out,):
                 fail(f"layer {name!r} holds {({k: v.shape for k, v in arrays.items()})}, expected kernel:0 "
                      f"{(fan_in, fan_out)} and bias:0 {(fan_out,)}")
@@ -274,12 +300,9 @@ def read_h5(path):
         if not np.all(np.isfinite(params)):
             fail("parameters contain NaN or infinite values")
         if "nis" in f.attrs:
-            try:
-                doc = json.loads(_text(f.attrs["nis"]))
-            except json.JSONDecodeError as exc:
-                fail(f"the 'nis' attribute is not valid JSON ({exc})")
+            doc = _parse_json(_text(f.attrs["nis"]), "the 'nis' attribute", fail)
             transform = _check_document(doc, fail)
-            metadata = {k: v for k, v in doc.items() if k not in ("format", "version", "architecture", "transform")}
+            metadata = _metadata_of(doc, fail)
         else:
             transform, metadata = IDENTITY, {"notes": [H5_NOTE]}
     metadata["dtype"] = "float32"
@@ -290,9 +313,12 @@ def _check_keras_config(f, fail):
     """Files saved with model.save carry model_config: the activations must be ours."""
     if "model_config" not in f.attrs:
         return
-    config = json.loads(_text(f.attrs["model_config"]))
-    layers = [l for l in config.get("config", {}).get("layers", []) if l.get("class_name") == "Dense"]
-    acts = [l["config"].get("activation") for l in layers]
+    config = _parse_json(_text(f.attrs["model_config"]), "the Keras model_config attribute", fail)
+    try:
+        layers = [l for l in config.get("config", {}).get("layers", []) if l.get("class_name") == "Dense"]
+        acts = [l["config"].get("activation") for l in layers]
+    except (AttributeError, KeyError, TypeError):
+        fail("the Keras model_config attribute does not describe a Keras model")
     expected = ["relu"] * (len(network.LAYER_SIZES) - 1) + ["tanh"]
     if acts != expected:
         fail(f"Keras model activations {acts} differ from the paper's {expected}")

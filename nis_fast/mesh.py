@@ -104,6 +104,11 @@ def load_mesh(src, *, name: str | None = None, warn: bool = True) -> Mesh:
     """Load and validate a mesh from a path, a trimesh.Trimesh or a (V, F) pair."""
     vertices, faces, label = _read(src, name)
     vertices, faces = _check_arrays(vertices, faces, label)
+    magnitude, extent = float(np.abs(vertices).max()), float(np.ptp(vertices, axis=0).max())
+    if magnitude > 1e100 or 0 < extent < 1e-100:  # extent 0 is reported below as degenerate
+        # Products of coordinates (areas, solid angles) overflow or underflow in float64 beyond this.
+        raise MeshError(f"mesh {label}: coordinates up to {magnitude:.3g} with extent {extent:.3g} are outside the "
+                        "supported range (|x| <= 1e100, extent >= 1e-100); rescale the mesh first")
     vertices, faces = _merge_duplicate_vertices(vertices, faces)
     report = mesh_report(vertices, faces)
     if report["degenerate_faces"] == len(faces):
@@ -113,10 +118,7 @@ def load_mesh(src, *, name: str | None = None, warn: bool = True) -> Mesh:
     center, radius = smallest_enclosing_sphere(vertices)
     if not radius > 0:
         raise MeshError(f"mesh {label}: all vertices coincide; the shape has no extent")
-    transform = Normalization(center, UNIT_RADIUS / radius)
-    if not np.all(np.isfinite(transform.to_unit(vertices))):
-        raise MeshError(f"mesh {label}: coordinates too large to normalise in float64")
-    return Mesh(vertices, faces, transform, label, report)
+    return Mesh(vertices, faces, Normalization(center, UNIT_RADIUS / radius), label, report)
 
 
 def _read(src, name):
@@ -242,7 +244,7 @@ def _circumsphere(support: np.ndarray):
 
 
 def _welzl(points: np.ndarray):
-    """Exact smallest enclosing sphere of a small point set (move-to-front Welzl, iterative)."""
+    """Exact smallest enclosing sphere of a small point set (Welzl's recursive algorithm)."""
     eps = 1e-12
 
     def ball(pts, support):

@@ -1,17 +1,11 @@
 """Networks for the decoding tests: random (Glorot weights, random biases so the zero set is a curved surface
 inside the unit cube), an exact rotated cube, and the paper's released car (if ../shared is there)."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from nis_fast._reference import box_network, keras_h5_params
 from nis_fast.network import LAYER_SIZES, OFFSETS, forward_numpy, glorot_uniform
-
-
-def shared_dir() -> Path:
-    here = Path(__file__).resolve().parents[1].parent / "shared"
-    return here if here.exists() else Path("/work/shared")
+from tests.conftest import PAPER_WEIGHTS
 
 
 def random_net(seed: int) -> np.ndarray:
@@ -44,7 +38,7 @@ def box_net() -> np.ndarray:
 
 
 def car_net() -> np.ndarray:
-    path = shared_dir() / "paper_weights" / "car_1.h5"
+    path = PAPER_WEIGHTS / "car_1.h5"
     if not path.exists():
         pytest.skip(f"paper weights not found at {path}")
     return keras_h5_params(path)

@@ -186,3 +186,10 @@ def test_every_supported_format_loads(tmp_path, ext):
     mesh = nf.load_mesh(path)
     assert mesh.report["watertight"] and len(mesh.faces) == 12
     assert mesh.transform.scale == pytest.approx(0.9 / np.sqrt(0.75), rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e150, 1e-150])
+def test_coordinates_outside_the_supported_range_are_refused(scale):
+    v, f = cube()
+    with pytest.raises(nf.MeshError, match="supported range"):
+        nf.load_mesh((v * scale, f))

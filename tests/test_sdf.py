@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +13,10 @@ from nis_fast._backend import cuda_available
 from nis_fast._reference import (_mesh_closest_on_triangles, _closest_point_bruteforce, _ray_bruteforce,
                                  _winding_number_bruteforce)
 from nis_fast.mesh import IDENTITY, Mesh, MeshWarning
+from tests.conftest import MESHES
 
 
-def _shared() -> Path:
-    beside = Path(__file__).resolve().parents[1].parent / "shared"
-    return beside if (beside / "meshes").is_dir() else Path("/work/shared")
-
-
-MESH_DIR = _shared() / "meshes"
+MESH_DIR = MESHES
 MESH_FILES = sorted(p.name for p in MESH_DIR.glob("*") if p.suffix in (".obj", ".off", ".ply", ".stl"))
 if not MESH_FILES:  # keep the parametrised tests visible, skipped with a reason
     MESH_FILES = [pytest.param("missing", marks=pytest.mark.skip(reason=f"shared meshes not found at {MESH_DIR}"))]
@@ -435,3 +430,20 @@ def test_cuda_matches_cpu(name):
         t_cpu, f_cpu = sdf.intersect(pg.cpu(), dg.cpu())
         np.testing.assert_allclose(t.cpu().numpy(), t_cpu.numpy(), **tol)
         assert np.array_equal(f.cpu().numpy() == -1, f_cpu.numpy() == -1)
+
+
+def test_native_bvh_refuses_non_finite_vertices_instead_of_crashing():
+    from nis_fast._backend import native
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0.0]])
+    with pytest.raises(ValueError, match="finite"):
+        native.MeshBvh(v, np.array([[0, 1, 2]], dtype=np.int32))
+    with pytest.raises(ValueError, match="no faces"):
+        native.MeshBvh(v[:2] * 0 + 1, np.zeros((0, 3), dtype=np.int32))
+
+
+def test_points_far_beyond_float32_range_give_a_valid_face():
+    sdf = nf.MeshSDF(nf.load_mesh(MESH_DIR / "spot.obj", warn=False), space="unit")
+    far = np.array([[3e19, 0, 0], [-3e19, 1e19, 0]], dtype=np.float32)
+    _, _, faces = sdf.closest(far)
+    assert np.all((faces >= 0) & (faces < len(sdf.mesh.faces)))

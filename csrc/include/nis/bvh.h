@@ -97,13 +97,14 @@ NIS_HD void push_children_near_first(int32_t* stack_node, T* stack_key, int& sp,
 // (the CPU loop passes the previous query's triangle; queries run in Morton order).
 template <typename T>
 NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int32_t hint) {
-    ClosestHit<T> best{T(INFINITY), p, -1, kRegionFace};
-    if (hint >= 0) {
-        Vec3<T> a, b, c;
-        load_triangle(m, hint, a, b, c);
-        const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
-        best = {length_sq(r.point - p), r.point, hint, r.region};
-    }
+    // Seeding with a real triangle (the hint, else the first) also keeps `tri` valid when
+    // every box distance overflows to inf for a far-away point: the result is then that
+    // triangle, never an index of -1.
+    const int32_t seed = hint >= 0 ? hint : 0;
+    Vec3<T> a, b, c;
+    load_triangle(m, seed, a, b, c);
+    const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
+    ClosestHit<T> best{length_sq(r.point - p), r.point, seed, r.region};
     int32_t stack_node[kBvhStackSize];
     T stack_dist[kBvhStackSize];
     int sp = 0;
