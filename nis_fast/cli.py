@@ -60,9 +60,11 @@ def cmd_sdf(args) -> int:
 def cmd_fit(args) -> int:
     import nis_fast as nf
 
+    dtype = "float16" if args.fp16 else "float32"
+    nf.io.check_target(args.out, dtype)  # before the fit, not after it
     t0 = time.perf_counter()
     shape = nf.fit(args.mesh, config=_config(args), device=args.device, seed=args.seed)
-    shape.save(args.out, dtype="float16" if args.fp16 else "float32")
+    shape.save(args.out, dtype=dtype)
     print(f"fitted {args.mesh} in {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0
 
@@ -70,12 +72,15 @@ def cmd_fit(args) -> int:
 def cmd_fit_many(args) -> int:
     import nis_fast as nf
 
+    outputs = [os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".nis") for path in args.meshes]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError("two meshes share a file name, so their .nis files would overwrite each other: "
+                         + ", ".join(sorted({o for o in outputs if outputs.count(o) > 1})))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     shapes = nf.fit_many(args.meshes, config=_config(args), device=args.device, seed=args.seed)
-    for path, shape in zip(args.meshes, shapes):
-        out = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".nis")
-        shape.save(out)
+    for path, out, shape in zip(args.meshes, outputs, shapes):
+        shape.save(out, dtype="float16" if args.fp16 else "float32")
         print(f"{path} -> {out}")
     print(f"fitted {len(shapes)} shapes in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -129,7 +134,11 @@ def cmd_export(args) -> int:
 
     source = nf.export(nf.load(args.shape), args.language)
     if args.out:
-        atomic_write(args.out, lambda tmp: open(tmp, "w").write(source))
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.write(source)
+
+        atomic_write(args.out, write)
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(source)
@@ -256,7 +265,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # MeshError, NisFileError, bad arguments
+    # Bad input (MeshError, NisFileError and other ValueErrors), files that cannot be written, and
+    # "needs a CUDA device" all end in one line; anything else is a bug and keeps its traceback.
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"nis-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,8 @@ works in the normalised frame (the shape inside the radius-0.9 sphere).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .mesh import IDENTITY, Normalization
@@ -46,7 +48,8 @@ def export(shape, language: str = "c") -> str:
     """Decoder source for a NeuralSDF (its params and transform), or for a flat parameter array (unit frame)."""
     params = getattr(shape, "params", shape)
     transform = getattr(shape, "transform", IDENTITY)
-    name = str(getattr(shape, "metadata", {}).get("name", "shape"))
+    source = getattr(shape, "metadata", {}).get("source")
+    name = str(source.get("name", "shape")) if isinstance(source, dict) else "shape"
     return export_source(params, language, transform, name)
 
 
@@ -59,6 +62,8 @@ def export_source(params, language: str = "c", transform: Normalization = IDENTI
         raise ValueError(f"export: expected {N_PARAMS} parameters, got {params.size}")
     if not np.all(np.isfinite(params)):
         raise ValueError("export: parameters contain NaN or infinite values")
+    # The name lands in a comment of the generated source: keep it to harmless characters.
+    name = re.sub(r"[^\w.\-/ ]", "_", name)[-80:]
     d = _DIALECT[language]
     f = d["suffix"]
     n_layers = len(LAYER_SIZES)

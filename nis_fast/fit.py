@@ -297,6 +297,7 @@ def fit(mesh, config: FitConfig | None = None, device=None, seed: int = 0, progr
     Same seed, config and device -> the same samples and weights (bit-exact on the CPU)."""
     config = config or FitConfig()
     device = torch.device(device) if device is not None else default_device()
+    _step_functions(device, config)  # an impossible precision fails now, not after the sampling
     with _torch_threads(config.threads, device):
         return _fit(mesh, config, device, seed, progress, callback)
 

@@ -65,14 +65,21 @@ def _version() -> str:
 
 # --- atomic writes ----------------------------------------------------------------
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only portable way to read it; done once, at import, before any threads write
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _new_file_mode(path) -> int:
     """The mode a plain open(path, "w") would give: the existing file's, else 0666 less the umask."""
     try:
         return os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_UMASK
 
 
 def atomic_write(path, write):
@@ -349,15 +356,25 @@ def load(path):
     return NeuralSDF(params, transform, metadata)
 
 
-def save(path, params, transform, metadata, dtype="float32"):
+def check_target(path, dtype="float32") -> str:
+    """The format ('nis' or 'h5') that save() will write to `path`, or a ValueError saying why it cannot:
+    callers check before a long fit, so the weights are never lost to a bad file name."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext == ".nis":
-        return save_nis(path, params, transform, metadata, dtype)
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"{os.fspath(path)}: .nis files hold float32 or float16 weights, not {dtype}")
+        return "nis"
     if ext in (".h5", ".hdf5"):
         if dtype != "float32":
             raise ValueError(f"{os.fspath(path)}: Keras .h5 files hold float32 weights only")
-        return save_h5(path, params, transform, metadata)
+        return "h5"
     raise ValueError(f"{os.fspath(path)}: unknown extension (expected .nis or .h5)")
+
+
+def save(path, params, transform, metadata, dtype="float32"):
+    if check_target(path, dtype) == "nis":
+        return save_nis(path, params, transform, metadata, dtype)
+    return save_h5(path, params, transform, metadata)
 
 
 def convert(src, dst, dtype="float32"):

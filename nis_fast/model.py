@@ -56,10 +56,12 @@ class NeuralSDF:
         if p.shape[-1:] != (3,):
             raise ValueError(f"points must have shape (..., 3), got {tuple(p.shape)}")
         shape = p.shape[:-1]
-        p = p.reshape(-1, 3).to(self.device, torch.float32)
+        p = p.reshape(-1, 3).to(self.device)
         if space == "world":
-            center = torch.as_tensor(self.transform.center, dtype=torch.float32, device=self.device)
-            p = (p - center) * self.transform.scale
+            # In float64: world coordinates far from the origin lose the shape's detail in float32.
+            center = torch.as_tensor(self.transform.center, dtype=torch.float64, device=self.device)
+            p = (p.double() - center) * self.transform.scale
+        p = p.float()
         with torch.set_grad_enabled(p.requires_grad):
             d = torch.cat([network.forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)]) if len(p) \
                 else p.new_zeros(0)

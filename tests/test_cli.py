@@ -128,3 +128,28 @@ def test_bad_size_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["render", "a.nis", "-o", "a.png", "--size", "big"])
     assert "1920x1080" in capsys.readouterr().err
+
+
+def test_fit_checks_the_output_before_fitting(capsys, tmp_path):
+    assert main(["fit", example_mesh_path(), "-o", str(tmp_path / "x.h5"), "--fp16", *TINY]) == 2
+    assert "float32 weights only" in capsys.readouterr().err
+    assert main(["fit", example_mesh_path(), "-o", str(tmp_path / "x.obj"), *TINY]) == 2
+    assert "unknown extension" in capsys.readouterr().err
+
+
+def test_fit_many_refuses_outputs_that_would_collide(capsys, tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(example_mesh_path(), tmp_path / sub / "m.ply")
+    assert main(["fit-many", str(tmp_path / "a" / "m.ply"), str(tmp_path / "b" / "m.ply"),
+                 "-o", str(tmp_path / "out"), *TINY]) == 2
+    assert "overwrite" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_and_missing_gpu_are_one_line(capsys, tmp_path):
+    nis = tmp_path / "k.nis"
+    assert main(["fit", example_mesh_path(), "-o", str(nis), *TINY]) == 0
+    assert main(["render", str(nis), "-o", str(tmp_path), "--size", "8x8"]) == 2  # a folder, not a file
+    if not _backend.cuda_available():
+        assert main(["render", str(nis), "-o", str(tmp_path / "a.png"), "--device", "cuda"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

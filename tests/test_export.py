@@ -79,3 +79,9 @@ def test_export_rejects_bad_input(shape):
     bad[5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         export_source(bad, "c")
+
+
+def test_the_shape_name_cannot_inject_code(shape):
+    shape.metadata = {"source": {"name": "bunny.obj\nint evil(void) { return 1; }\n/*"}}
+    text = export(shape, "c")
+    assert "bunny.obj" in text and "\nint evil" not in text and "/*" not in text

@@ -8,6 +8,7 @@ import torch
 import nis_fast as nf
 from nis_fast import network
 from nis_fast.fit import FitConfig, TorchLossGrad, _Plateau, adam_step_torch
+from nis_fast.mesh import Normalization
 from nis_fast.sampling import importance_samples
 
 # One thread: tests share a small machine, where two OpenMP threads on 32-wide layers mostly wait.
@@ -204,3 +205,11 @@ def test_fit_and_fit_many_on_cuda():
     for s, sdf in zip(shapes, [sphere, box]):
         points, d = importance_samples(sdf, 20_000, 200_000, seed=99, device="cuda")
         assert (s.sdf(points, space="unit") - d).abs().mean() < 0.006
+
+
+def test_world_queries_far_from_the_origin_keep_float32_detail():
+    params = torch.from_numpy(network.glorot_uniform(seed=4))
+    far = nf.NeuralSDF(params, Normalization(np.array([1e6, -2e6, 3e6]), 1.0))
+    unit = np.random.default_rng(0).uniform(-0.5, 0.5, size=(1000, 3))
+    world = unit + far.transform.center
+    np.testing.assert_allclose(far.sdf(world), far.sdf(unit.astype(np.float32), space="unit"), atol=1e-6)

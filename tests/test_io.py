@@ -255,15 +255,45 @@ def test_failed_write_leaves_nothing(shape, tmp_path):
 
 
 def test_written_files_get_the_usual_mode(shape, tmp_path):
-    import os
     import stat
 
-    old = os.umask(0o022)
-    try:
-        shape.save(tmp_path / "new.nis")
-        assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o644  # not mkstemp's 0600
-        os.chmod(tmp_path / "new.nis", 0o640)
-        shape.save(tmp_path / "new.nis")
-        assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o640  # an overwrite keeps the mode
-    finally:
-        os.umask(old)
+    shape.save(tmp_path / "new.nis")
+    assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o666 & ~io._UMASK  # not mkstemp's 0600
+    os.chmod(tmp_path / "new.nis", 0o640)
+    shape.save(tmp_path / "new.nis")
+    assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o640  # an overwrite keeps the mode
+
+
+def _forge(path, header_fn):
+    """Rewrite a .nis with its safetensors header changed by header_fn(dict) -> str."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = header_fn(json.loads(data[8:8 + n]))
+    raw = header.encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+
+
+@pytest.mark.parametrize("change", ["deep", "dtype_list", "metadata_type", "unknown_key"])
+def test_hostile_headers_get_one_clear_error(shape, tmp_path, change):
+    path = tmp_path / "evil.nis"
+    shape.save(path)
+
+    def forge(header):
+        if change == "deep":
+            return "[" * 200_000
+        if change == "dtype_list":
+            header["params"]["dtype"] = ["F32"]
+            return json.dumps(header)
+        doc = json.loads(header["__metadata__"]["nis"])
+        if change == "metadata_type":
+            doc["source"] = "evil"
+        else:
+            doc["name"] = "x\nint evil(void) { return 0; }"
+        header["__metadata__"]["nis"] = json.dumps(doc)
+        body = path.read_bytes()[8 + int.from_bytes(path.read_bytes()[:8], "little"):]
+        header["__metadata__"]["nis_checksum"] = io._checksum(header["__metadata__"]["nis"], body)
+        return json.dumps(header)
+
+    _forge(path, forge)
+    with pytest.raises(io.NisFileError, match="evil.nis"):
+        nf.load(path)
