@@ -131,11 +131,12 @@ def _params_on(params, device: str):
         import torch
 
         _require_cuda()
-        return torch.as_tensor(p).to(device="cuda", dtype=torch.float32).contiguous()
-    if not isinstance(p, np.ndarray):
-        p = p.cpu().numpy()
-    p = np.ascontiguousarray(p, dtype=np.float32)
-    if not np.all(np.isfinite(p)):
+        p = torch.as_tensor(p).to(device="cuda", dtype=torch.float32).contiguous()
+        finite = bool(torch.isfinite(p).all())
+    else:
+        p = np.ascontiguousarray(p if isinstance(p, np.ndarray) else p.cpu().numpy(), dtype=np.float32)
+        finite = bool(np.all(np.isfinite(p)))
+    if not finite:  # checked on both devices: a NaN weight must not render silently on one of them
         raise ValueError("nis_fast.decode: params contain NaN or inf")
     return p
 

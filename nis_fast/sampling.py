@@ -45,8 +45,8 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
     if n_samples < 1 or pool_size < 1 or chunk < 1:
         raise ValueError(f"importance_samples: n_samples, pool_size, chunk must be >= 1 "
                          f"(got {n_samples}, {pool_size}, {chunk})")
-    if not beta >= 0:
-        raise ValueError(f"importance_samples: beta must be >= 0, got {beta}")
+    if not 0 <= beta < float("inf"):
+        raise ValueError(f"importance_samples: beta must be finite and >= 0, got {beta}")
     device = _device_of_sdf(device)
     sizes = [min(chunk, pool_size - start) for start in range(0, pool_size, chunk)]
 
@@ -64,6 +64,8 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
         distances.append(d)
     totals = torch.stack([weights(d).sum() for d in distances])
     bounds = torch.cumsum(totals, 0)
+    if not bounds[-1] > 0:  # every exp(-beta |d|) underflowed: no point can be drawn
+        raise ValueError(f"importance_samples: all pool weights exp(-{beta} |d|) are zero; lower beta")
 
     # Pass 2: sorted uniforms over [0, total), split by chunk, inverse CDF inside each chunk.
     g = torch.Generator(device=device)

@@ -114,3 +114,11 @@ def test_surface_samples_are_on_the_surface_and_area_uniform():
     unit = surface_samples(box, 1000, seed=0)
     assert 0.85 < np.linalg.norm(unit, axis=1).max() <= 0.9 + 1e-12  # normalised frame: bounding radius 0.9
     assert np.array_equal(unit, surface_samples(box, 1000, seed=0))
+
+
+def test_impossible_weights_are_refused():
+    far = lambda p: torch.full((len(p),), 50.0)  # noqa: E731 - every point 50 away from the surface
+    with pytest.raises(ValueError, match="zero"):
+        importance_samples(far, 10, 1000, beta=60.0, seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        importance_samples(far, 10, 1000, beta=float("inf"), seed=0)
