@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from nis_fast._backend import require_current_device
 from nis_fast.network import HIDDEN, INPUT_DIM, LAYER_SIZES, N_PARAMS, OFFSETS, OUTPUT_DIM
 
 PRECISIONS = ("fp32", "tf32x3", "tf32", "fp16", "bf16")
@@ -145,6 +146,7 @@ def check_runnable(*tensors: torch.Tensor) -> None:
     """Triton runs on a CUDA device, or on CPU tensors in the interpreter (TRITON_INTERPRET=1)."""
     for t in tensors:
         if t.device.type == "cuda":
+            require_current_device(t)
             continue
         if t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
             continue

@@ -81,8 +81,20 @@ def device_of(x) -> str:
     if isinstance(x, torch.Tensor):
         if x.device.type not in ("cpu", "cuda"):
             raise ValueError(f"nis_fast: tensors on device '{x.device}' are not supported (use cpu or cuda)")
+        if x.device.type == "cuda":
+            require_current_device(x)
         return x.device.type
     raise TypeError(f"nis_fast: expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def require_current_device(t) -> None:
+    """Native and Triton launches run on torch's current CUDA device and stream: a tensor on another
+    GPU would be read through the wrong context, so it is refused with the way out."""
+    import torch
+
+    if t.device.index is not None and t.device.index != torch.cuda.current_device():
+        raise ValueError(f"nis_fast: a tensor on {t.device} while the current CUDA device is "
+                         f"cuda:{torch.cuda.current_device()}; run under `with torch.cuda.device({t.device.index}):`")
 
 
 def data_ptr(x) -> int:
