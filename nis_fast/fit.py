@@ -211,21 +211,23 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     """Train S networks in place with Adam, each on its own samples; returns per-epoch losses [epochs][S].
 
     params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
+    Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be).
     callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr schedule.
     """
     S, n, device = len(params), points.shape[1], params.device
     loss_and_grad, adam_step = _step_functions(device, config)
     m, v = torch.zeros_like(params), torch.zeros_like(params)
-    shuffle = torch.Generator().manual_seed(int(seed) + 1)
+    shuffles = [torch.Generator().manual_seed(int(seed) + s + 1) for s in range(S)]
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
     history = []
+    hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
     bar = _progress_bar(config.epochs, progress)
     for epoch in range(config.epochs):
         if config.schedule == "cosine":
             lrs = [_cosine_lr(config, epoch)] * S
         for s in range(S):  # one shuffle per shape and epoch, as Keras does
-            order = torch.randperm(n, generator=shuffle).to(device)
+            order = torch.randperm(n, generator=shuffles[s]).to(device)
             torch.index_select(points[s], 0, order, out=epoch_x[s])
             torch.index_select(targets[s], 0, order, out=epoch_t[s])
         total = torch.zeros(S, dtype=torch.float64, device=device)
@@ -236,7 +238,6 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
                 xb, tb = xb.contiguous(), tb.contiguous()
             loss, grad = loss_and_grad(params, xb, tb)
             step += 1
-            hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
             if len(set(lrs)) == 1:
                 adam_step(params, grad, m, v, step, lrs[0], *hyper)
             else:  # plateau cuts made the shapes' lrs differ
@@ -366,7 +367,7 @@ def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0
     params = torch.stack([torch.from_numpy(network.glorot_uniform(seed + i)) for i in range(len(meshes))]).to(device)
     history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seed,
                     progress, callback)
-    training_s = (time.perf_counter() - t0) / len(meshes)  # shared: each shape's share of the batched run
+    training_s = (time.perf_counter() - t0) / len(meshes)  # each shape's share of the batched run
     return [_shape(params[i], transform, source, config, device, seed + i, history[-1][i],
-                   {"sampling": sampling_s, "training_share": training_s})
+                   {"sampling": sampling_s, "training": training_s})
             for i, (_, _, transform, source, sampling_s) in enumerate(sets)]

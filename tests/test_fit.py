@@ -147,8 +147,8 @@ def test_fit_a_real_mesh(tmp_path):
 
 def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     """fit_many's batched path (the fused kernels on an [S, 7553] stack), run here by Triton's
-    interpreter: shape 0 of the stack gets the same shuffle as a lone torch-path run, so its
-    weights after one epoch must agree."""
+    interpreter: shape s of the stack gets the same shuffle as a lone torch-path run with seed s,
+    so their weights after one epoch must agree."""
     kernels = pytest.importorskip("nis_fast.kernels")
     if not hasattr(kernels, "mlp_loss_and_grad"):
         pytest.skip("nis_fast.kernels has no mlp_loss_and_grad in this build")
@@ -165,10 +165,11 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     points, targets = (torch.stack([s[k] for s in sets]).to(device) for k in (0, 1))
     fit_module.train(stacked, points, targets, config)
     monkeypatch.undo()
-    alone = start[:1].clone()
-    fit_module.train(alone, sets[0][0][None], sets[0][1][None], config)
-    assert torch.allclose(stacked[0].cpu(), alone[0], rtol=1e-4, atol=1e-6)
-    assert not torch.allclose(stacked[1].cpu(), start[1])
+    for s in range(2):  # shape s of the stack is shuffled as a lone run with seed s is
+        alone = start[s:s + 1].clone()
+        fit_module.train(alone, sets[s][0][None], sets[s][1][None], config, seed=s)
+        assert torch.allclose(stacked[s].cpu(), alone[0], rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(stacked[s].cpu(), start[s])
 
 
 def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
