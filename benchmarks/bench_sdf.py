@@ -142,7 +142,8 @@ def peers(threads):
         def pysdf_query(s, p):
             return -s(p, n_threads=threads).reshape(-1)  # positive inside there
 
-        out.append(("pysdf-easy SDF", "ray voting", "float32", pysdf_build, pysdf_query, True, None))
+        # Not exact: up to 1.9e-4 off brute force on the armadillo (unit frame), against 1.6e-7 for float32 queries here.
+        out.append(("pysdf-easy SDF", "ray voting", "float32", pysdf_build, pysdf_query, False, None))
     except ImportError:
         print("pysdf-easy not installed: skipped", file=sys.stderr)
     try:
