@@ -22,46 +22,7 @@ for var in ("OMP_NUM_THREADS", "IGL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    from harness import SHARED, parser, report, timeit  # noqa: E402
-except ImportError:  # the shared harness lives on the main branch; stay runnable without it
-    import argparse
-    import json
-
-    SHARED = next((p for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
-                   if (p / "meshes").is_dir()), Path("/work/shared"))
-
-    def timeit(fn, *, warmup=1, repeats=5):
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return {"p50": float(np.median(times))}
-
-    def parser(description):
-        p = argparse.ArgumentParser(description=description)
-        p.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-        p.add_argument("--out", help="JSON output path")
-        return p
-
-    def report(name, columns, rows, *, out=None, notes=()):
-        fmt = [[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in columns]
-               for r in rows]
-        widths = [max(len(c), *(len(f[i]) for f in fmt)) for i, c in enumerate(columns)]
-        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-        for f in fmt:
-            print("  ".join(v.ljust(w) for v, w in zip(f, widths)))
-        for note in notes:
-            print(f"note: {note}")
-        path = Path(out) if out else Path(__file__).resolve().parent / "results" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".tmp").write_text(json.dumps({"name": name, "columns": columns, "rows": rows,
-                                                        "notes": list(notes)}, indent=2))
-        os.replace(path.with_suffix(".tmp"), path)
-        print(f"(written to {path})")
+from harness import SHARED, parser, report, timeit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
 from nis_fast.mesh import IDENTITY, Mesh  # noqa: E402
