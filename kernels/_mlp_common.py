@@ -104,6 +104,15 @@ def load_points(x_ptr, rows, mask):
 
 
 @triton.jit
+def program_points(params_ptr, x_ptr, N, BLOCK: tl.constexpr):
+    """This program's tile: (its shape index, that shape's parameters, its rows, their mask, the padded points)."""
+    shape = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = rows < N
+    return shape, params_ptr + shape * NP, rows, mask, load_points(x_ptr + shape * N * 3, rows, mask)
+
+
+@triton.jit
 def forward_hidden(x, p, PRECISION: tl.constexpr):
     """The eight ReLU layers: x [BLOCK, IN_P] -> (h1, ..., h8), each [BLOCK, H], all kept for backward."""
     h1 = tl.maximum(dense(x, p, W0, B0, IN, H, IN_P, H, PRECISION), 0.0)

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._mlp_common import NP, forward_hidden, forward_output, kernel_precision, launch_config, load_points, stacked
+from ._mlp_common import forward_hidden, forward_output, kernel_precision, launch_config, program_points, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
@@ -19,12 +19,7 @@ GPU_CONFIGS = {"fp32": (128, 8), "tf32x3": (256, 8), "tf32": (256, 8), "fp16": (
 
 @triton.jit
 def mlp_forward_kernel(params_ptr, x_ptr, out_ptr, N, BLOCK: tl.constexpr, PRECISION: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    shape = tl.program_id(1).to(tl.int64)
-    p = params_ptr + shape * NP
-    rows = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = rows < N
-    x = load_points(x_ptr + shape * N * 3, rows, mask)
+    shape, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
     h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
     tl.store(out_ptr + shape * N + rows, forward_output(h8, p, PRECISION), mask=mask)
 

@@ -11,8 +11,8 @@ import triton.language as tl
 
 from nis_fast.network import INPUT_DIM
 
-from ._mlp_common import H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
-    forward_hidden, forward_output, kernel_precision, launch_config, load_points, relu_backward, stacked
+from ._mlp_common import H, IN, IN_P, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
+    forward_hidden, forward_output, kernel_precision, launch_config, program_points, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
@@ -21,12 +21,7 @@ GPU_CONFIGS = {"fp32": (64, 8), "tf32x3": (128, 8), "tf32": (128, 8), "fp16": (1
 
 @triton.jit
 def mlp_input_grad_kernel(params_ptr, x_ptr, sdf_ptr, grad_ptr, N, BLOCK: tl.constexpr, PRECISION: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    shape = tl.program_id(1).to(tl.int64)
-    p = params_ptr + shape * NP
-    rows = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = rows < N
-    x = load_points(x_ptr + shape * N * 3, rows, mask)
+    shape, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
     h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
     y = forward_output(h8, p, PRECISION)
     tl.store(sdf_ptr + shape * N + rows, y, mask=mask)
