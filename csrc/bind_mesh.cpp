@@ -44,7 +44,7 @@ void bind_mesh(py::module_& m) {
              }),
              py::arg("vertices"), py::arg("faces"), py::arg("leaf_size") = 4)
         .def_property_readonly("num_nodes", [](const MeshBvh& b) { return b.host.nodes.size(); })
-        .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.face_ids.size(); })
+        .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.num_faces; })
         .def_property_readonly("depth", [](const MeshBvh& b) { return b.host.depth; })
         .def_property_readonly("closed", [](const MeshBvh& b) { return b.host.closed; })
         .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })

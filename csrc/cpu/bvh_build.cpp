@@ -257,6 +257,27 @@ void compute_fwn(const Builder& bd, const std::vector<double>& tris, std::vector
     }
 }
 
+// One lane of a triangle packet (see PacketField in bvh.h), computed in float64.
+void fill_packet_lane(double* packet, int lane, V3 a, V3 b, V3 c) {
+    const V3 ab = b - a, ac = c - a, bc = c - b, n = cross(ab, ac);
+    const double n2 = length_sq(n);
+    // The same flatness test as closest_point_on_triangle: a sliver has no face region.
+    const bool flat = n2 > degenerate_sin2<double>() * length_sq(ab) * length_sq(ac);
+    const V3 zero{0, 0, 0};
+    const V3 fields[6] = {a, b, c, flat ? n * (1.0 / std::sqrt(n2)) : zero, flat ? cross(ac, n) * (1.0 / n2) : zero,
+                          flat ? cross(n, ab) * (1.0 / n2) : zero};
+    for (int f = 0; f < 6; ++f) {
+        packet[(3 * f + 0) * kLanes + lane] = fields[f].x;
+        packet[(3 * f + 1) * kLanes + lane] = fields[f].y;
+        packet[(3 * f + 2) * kLanes + lane] = fields[f].z;
+    }
+    const auto inv = [](V3 e) { return length_sq(e) > 0 ? 1.0 / length_sq(e) : 0.0; };
+    packet[kPacketInvAB * kLanes + lane] = inv(ab);
+    packet[kPacketInvAC * kLanes + lane] = inv(ac);
+    packet[kPacketInvBC * kLanes + lane] = inv(bc);
+    packet[kPacketFaceMax * kLanes + lane] = flat ? 1.0 : -1.0;
+}
+
 template <typename Dst>
 std::vector<Dst> convert(const std::vector<double>& src) {
     return std::vector<Dst>(src.begin(), src.end());
@@ -267,7 +288,8 @@ std::vector<Dst> convert(const std::vector<double>& src) {
 MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size) {
     if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
     if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
-    if (leaf_size < 1 || leaf_size > 64) throw std::invalid_argument("build_mesh_bvh: leaf_size must be in [1, 64]");
+    if (leaf_size < 1 || leaf_size > kLanes)
+        throw std::invalid_argument("build_mesh_bvh: leaf_size must be in [1, 4] (a leaf is one triangle packet)");
     // Work on the mesh times a power of two that brings its largest coordinate to [1, 2) (exact).
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < 3 * nv; ++i) {
@@ -302,14 +324,46 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     MeshBvhHost h;
     h.depth = bd.max_depth;
     h.scale = scale;
-    h.face_ids = bd.order;
-    h.tris_d.resize(static_cast<size_t>(nf) * 9);
+    h.num_faces = nf;
+    std::vector<double> tris(static_cast<size_t>(nf) * 9);  // BVH order, compact
     for (int64_t i = 0; i < nf; ++i)
         for (int c = 0; c < 3; ++c)
-            for (int k = 0; k < 3; ++k) h.tris_d[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
-    h.closed = compute_pseudonormals(bd, nv, nf, h.pseudonormals_d);
-    compute_fwn(bd, h.tris_d, h.fwn_d);
-    h.tris_f = convert<float>(h.tris_d);
+            for (int k = 0; k < 3; ++k) tris[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
+    std::vector<double> pseudonormals, fwn;
+    h.closed = compute_pseudonormals(bd, nv, nf, pseudonormals);
+    compute_fwn(bd, tris, fwn);
+
+    // Give every leaf a packet of its own: leaf triangles move to slots from kLanes * (leaf number).
+    int64_t num_leaves = 0;
+    for (const BvhNode& n : bd.nodes) num_leaves += bvh_is_leaf(n);
+    const int64_t slots = num_leaves * kLanes;
+    h.face_ids.assign(slots, -1);
+    std::vector<double> packets(static_cast<size_t>(num_leaves) * kPacketSize);
+    std::vector<double> slot_pn(static_cast<size_t>(slots) * kPseudonormalSlots * 3, 0.0);
+    int32_t next = 0;
+    for (BvhNode& n : bd.nodes) {
+        if (!bvh_is_leaf(n)) continue;
+        const int32_t first = n.a, count = -n.b;
+        double* packet = packets.data() + static_cast<int64_t>(next / kLanes) * kPacketSize;
+        for (int lane = 0; lane < kLanes; ++lane) {
+            const int64_t t = first + (lane < count ? lane : 0);
+            const V3 a = load3(tris.data(), 3 * t), b = load3(tris.data(), 3 * t + 1), c = load3(tris.data(), 3 * t + 2);
+            if (lane < count) {
+                fill_packet_lane(packet, lane, a, b, c);
+                h.face_ids[next + lane] = bd.order[t];
+                std::copy_n(pseudonormals.data() + t * kPseudonormalSlots * 3, kPseudonormalSlots * 3,
+                            slot_pn.data() + (next + lane) * int64_t(kPseudonormalSlots) * 3);
+            } else {
+                fill_packet_lane(packet, lane, a, a, a);  // unused lane
+            }
+        }
+        n.a = next;
+        next += kLanes;
+    }
+    h.packets_d = std::move(packets);
+    h.pseudonormals_d = std::move(slot_pn);
+    h.fwn_d = std::move(fwn);
+    h.packets_f = convert<float>(h.packets_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
@@ -320,13 +374,13 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
-    return {nodes.data(), tris_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
+    return {nodes.data(), packets_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
             float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
-    return {nodes.data(), tris_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
+    return {nodes.data(), packets_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
             scale, 1.0 / scale};
 }

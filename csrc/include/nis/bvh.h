@@ -17,7 +17,7 @@ constexpr int kBvhMaxDepth = 56;
 constexpr int kBvhStackSize = 64;
 
 // Two 16-byte halves. Inner node: a = left child, b = right child (both > 0).
-// Leaf: a = first triangle (BVH order), b = -(number of triangles) (< 0).
+// Leaf: a = first triangle (BVH order, a multiple of kLanes), b = -(number of triangles) in [-kLanes, -1].
 struct BvhNode {
     float lo[3];
     int32_t a;
@@ -32,16 +32,38 @@ constexpr int kPseudonormalSlots = 7;
 // Per-node winding-number expansion: area vector N (3), centre (3), radius (1), second moment C (9).
 constexpr int kFwnStride = 16;
 
+// Triangles are stored in packets of kLanes, one packet per leaf, field-major
+// ([field][lane]): a leaf's distance tests are then one loop over the lanes
+// that the host compiler turns into vector instructions, and a short loop in a
+// CUDA thread. Triangle t (BVH order) is lane t % kLanes of packet t / kLanes;
+// unused lanes hold a zero-area triangle at a vertex of the leaf's first one
+// (never strictly closer than that triangle, zero solid angle, never hit).
+constexpr int kLanes = 4;
+enum PacketField : int {
+    kPacketA = 0,        // corners a, b, c (3 each)
+    kPacketB = 3,
+    kPacketC = 6,
+    kPacketNormal = 9,   // unit normal (0 for a degenerate triangle)
+    kPacketBaryV = 12,   // g_v, g_w: the barycentrics of b and c of the projection of p are (p - a) . g
+    kPacketBaryW = 15,
+    kPacketInvAB = 18,   // 1 / |b - a|^2, 1 / |c - a|^2, 1 / |c - b|^2 (0 for a zero-length edge)
+    kPacketInvAC = 19,
+    kPacketInvBC = 20,
+    kPacketFaceMax = 21,  // v + w <= this for a projection inside: 1, or -1 when the face cannot hold the closest point
+    kPacketFields = 22,
+};
+constexpr int kPacketSize = kPacketFields * kLanes;
+
 // Everything a query reads, as raw pointers (host or device memory alike).
 template <typename T>
 struct MeshView {
     const BvhNode* nodes;
-    const T* tris;              // [num_tris, 3 corners, 3], BVH order
-    const int32_t* face_ids;    // [num_tris]: original face index of each BVH-order triangle
-    const T* pseudonormals;     // [num_tris, kPseudonormalSlots, 3]
+    const T* packets;           // [num_slots / kLanes, kPacketFields, kLanes]
+    const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
+    const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
     const T* fwn;               // [num_nodes, kFwnStride]
     int32_t num_nodes;
-    int32_t num_tris;
+    int32_t num_slots;
     bool closed;  // every edge shared by exactly two faces, in opposite directions
     // The BVH holds the mesh times `scale`, a power of two that brings its largest
     // coordinate magnitude to [1, 2): exact, and it keeps the fourth powers in the triangle maths away
@@ -50,11 +72,44 @@ struct MeshView {
 };
 
 template <typename T>
+NIS_HD const T* packet_of(const MeshView<T>& m, int32_t first_slot) {
+    return m.packets + static_cast<int64_t>(first_slot / kLanes) * kPacketSize;
+}
+
+template <typename T>
 NIS_HD void load_triangle(const MeshView<T>& m, int32_t t, Vec3<T>& a, Vec3<T>& b, Vec3<T>& c) {
-    const T* v = m.tris + 9 * static_cast<int64_t>(t);
-    a = load3(v, 0);
-    b = load3(v, 1);
-    c = load3(v, 2);
+    const T* v = packet_of(m, t) + t % kLanes;
+    a = make_vec3(v[(kPacketA + 0) * kLanes], v[(kPacketA + 1) * kLanes], v[(kPacketA + 2) * kLanes]);
+    b = make_vec3(v[(kPacketB + 0) * kLanes], v[(kPacketB + 1) * kLanes], v[(kPacketB + 2) * kLanes]);
+    c = make_vec3(v[(kPacketC + 0) * kLanes], v[(kPacketC + 1) * kLanes], v[(kPacketC + 2) * kLanes]);
+}
+
+// Squared distance from q (relative to the segment's start) to the segment 0-u.
+template <typename T>
+NIS_HD T segment_distance_sq(Vec3<T> q, Vec3<T> u, T inv_len_sq) {
+    const T t = nis_clamp(dot(q, u) * inv_len_sq, T(0), T(1));
+    return length_sq(q - u * t);
+}
+
+// Squared distance from p to each triangle of a packet, without branches: the
+// distance to the plane when p projects inside the face, else the nearest of
+// the three edges. Used to pick the closest triangle; its closest point and
+// region then come from closest_point_on_triangle.
+template <typename T>
+NIS_HD void packet_distance_sq(const T* pk, Vec3<T> p, T* out) {
+    for (int k = 0; k < kLanes; ++k) {
+        const T* f = pk + k;
+        const auto field3 = [f](int i) { return make_vec3(f[i * kLanes], f[(i + 1) * kLanes], f[(i + 2) * kLanes]); };
+        const Vec3<T> a = field3(kPacketA), b = field3(kPacketB), c = field3(kPacketC);
+        const Vec3<T> ap = p - a;
+        const T v = dot(ap, field3(kPacketBaryV)), w = dot(ap, field3(kPacketBaryW));
+        const T h = dot(ap, field3(kPacketNormal));
+        const T edges = nis_min(nis_min(segment_distance_sq(ap, b - a, f[kPacketInvAB * kLanes]),
+                                        segment_distance_sq(ap, c - a, f[kPacketInvAC * kLanes])),
+                                segment_distance_sq(p - b, c - b, f[kPacketInvBC * kLanes]));
+        const bool inside = (v >= T(0)) & (w >= T(0)) & (v + w <= f[kPacketFaceMax * kLanes]);
+        out[k] = inside ? h * h : edges;
+    }
 }
 
 // Squared distance from p to the node's box (0 inside).
@@ -95,16 +150,20 @@ NIS_HD void push_children_near_first(int32_t* stack_node, T* stack_key, int& sp,
 // Closest point on the mesh to p. `hint` (a BVH-order triangle, or -1) seeds the
 // search: its distance is an upper bound that prunes the traversal from the start
 // (the CPU loop passes the previous query's triangle; queries run in Morton order).
+// Leaves are searched by packet distance; the winner's closest point and region
+// are computed once at the end.
 template <typename T>
 NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int32_t hint) {
     // Seeding with a real triangle (the hint, else the first) also keeps `tri` valid when
     // every box distance overflows to inf for a far-away point: the result is then that
     // triangle, never an index of -1.
-    const int32_t seed = hint >= 0 ? hint : 0;
-    Vec3<T> a, b, c;
-    load_triangle(m, seed, a, b, c);
-    const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
-    ClosestHit<T> best{length_sq(r.point - p), r.point, seed, r.region};
+    int32_t best_tri = hint >= 0 ? hint : 0;
+    T best_d2;
+    {
+        T d2[kLanes];
+        packet_distance_sq(packet_of(m, best_tri), p, d2);
+        best_d2 = d2[best_tri % kLanes];
+    }
     int32_t stack_node[kBvhStackSize];
     T stack_dist[kBvhStackSize];
     int sp = 0;
@@ -112,23 +171,26 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
     stack_dist[sp++] = box_distance_sq(m.nodes[0], p);
     while (sp > 0) {
         --sp;
-        if (stack_dist[sp] >= best.dist_sq) continue;  // a closer triangle was found since the push
+        if (stack_dist[sp] >= best_d2) continue;  // a closer triangle was found since the push
         const BvhNode node = m.nodes[stack_node[sp]];
         if (bvh_is_leaf(node)) {
-            const int32_t end = node.a - node.b;
-            for (int32_t t = node.a; t < end; ++t) {
-                Vec3<T> a, b, c;
-                load_triangle(m, t, a, b, c);
-                const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
-                const T d2 = length_sq(r.point - p);
-                if (d2 < best.dist_sq) best = {d2, r.point, t, r.region};
+            T d2[kLanes];
+            packet_distance_sq(packet_of(m, node.a), p, d2);
+            for (int k = 0; k < -node.b; ++k) {
+                if (d2[k] < best_d2) {
+                    best_d2 = d2[k];
+                    best_tri = node.a + k;
+                }
             }
             continue;
         }
         push_children_near_first(stack_node, stack_dist, sp, node.a, node.b, box_distance_sq(m.nodes[node.a], p),
-                                 box_distance_sq(m.nodes[node.b], p), best.dist_sq);
+                                 box_distance_sq(m.nodes[node.b], p), best_d2);
     }
-    return best;
+    Vec3<T> a, b, c;
+    load_triangle(m, best_tri, a, b, c);
+    const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
+    return {length_sq(r.point - p), r.point, best_tri, r.region};
 }
 
 // Sign of p relative to the surface at its closest point, by the angle-weighted

@@ -11,11 +11,13 @@ namespace nis {
 
 // A built mesh BVH. Triangle data is kept in float32 and float64 so that each
 // query precision reads triangles of its own precision (float64 is exact).
+// Per-triangle arrays are indexed by slot (kLanes per leaf, see MeshView).
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
-    std::vector<int32_t> face_ids;
-    std::vector<float> tris_f, pseudonormals_f, fwn_f;
-    std::vector<double> tris_d, pseudonormals_d, fwn_d;
+    std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
+    std::vector<float> packets_f, pseudonormals_f, fwn_f;
+    std::vector<double> packets_d, pseudonormals_d, fwn_d;
+    int64_t num_faces = 0;
     int32_t depth = 0;
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
