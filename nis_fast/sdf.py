@@ -58,6 +58,7 @@ class MeshSDF:
            normalised frame of `mesh.unit_vertices`, as the fitting code samples).
     beta:  accuracy of the fast winding number: nodes farther than beta * radius use their
            second-order expansion (2 is Barill et al.'s default; larger is slower and more exact).
+    leaf_size: most triangles per BVH leaf, 1 to 4 (a leaf is one 4-lane triangle packet).
     """
 
     def __init__(self, mesh, device=None, space: str = "world", *, leaf_size: int = 4, beta: float = 2.0):

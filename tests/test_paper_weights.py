@@ -121,7 +121,9 @@ def test_metrics_are_zero_for_the_exact_sdf_and_small_for_the_paper():
     perfect = _ExactShape(mesh)
     assert metrics.surface_error(perfect, mesh, n=5000) < 1e-6
     assert metrics.grid_l1(perfect, mesh, resolution=24, **kw) == 0
-    assert metrics.importance_l1(perfect, mesh, n=5000, pool_size=50_000, **kw) == 0
+    # Up to float32 rounding: in another batch (another query order) a point may settle a tie
+    # between triangles that meet at its closest point the other way.
+    assert metrics.importance_l1(perfect, mesh, n=5000, pool_size=50_000, **kw) < 1e-9
     paper = nf.load(weights_path("thingi10k_70375_sf.h5"))
     assert 1e-5 < metrics.surface_error(paper, mesh, n=5000) < 1e-3
     assert 1e-4 < metrics.importance_l1(paper, mesh, n=5000, pool_size=50_000, **kw) < 0.01

@@ -218,8 +218,8 @@ def _raw_mesh(V, F):
     return Mesh(np.ascontiguousarray(V, dtype=np.float64), np.ascontiguousarray(F, dtype=np.int32), IDENTITY)
 
 
-def _check_against_bruteforce(V, F, p, rtol=1e-10, winding_atol=0.1):
-    sdf = nf.MeshSDF(_raw_mesh(V, F))
+def _check_against_bruteforce(V, F, p, rtol=1e-10, winding_atol=0.1, leaf_size=4):
+    sdf = nf.MeshSDF(_raw_mesh(V, F), leaf_size=leaf_size)
     dist, _, face = sdf.closest(p)
     ref = _closest_point_bruteforce(V, F, p)[0]
     np.testing.assert_allclose(dist, ref, rtol=rtol, atol=1e-13 * _scale(V))
@@ -247,12 +247,27 @@ def test_degenerate_triangles_and_duplicate_vertices():
     _check_against_bruteforce(V, F, p)
 
 
+@pytest.mark.parametrize("leaf_size", [1, 2, 3, 4])
+def test_every_leaf_size_matches_bruteforce(leaf_size):
+    # Leaves of 1-3 triangles leave lanes of their packet unused: they must never win or count.
+    rng = np.random.default_rng(4)
+    V = rng.normal(size=(60, 3))
+    F = rng.integers(0, len(V), (90, 3))
+    F[:3, 2] = F[:3, 1]  # zero-area triangles too
+    _check_against_bruteforce(V, F, rng.normal(size=(300, 3)) * 2, leaf_size=leaf_size)
+
+
+def test_leaf_size_beyond_a_packet_is_refused(tetra):
+    with pytest.raises(ValueError, match="leaf_size"):
+        nf.MeshSDF(tetra.mesh, leaf_size=5)
+
+
 def test_many_identical_faces_and_deep_trees():
     V = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
     F = np.zeros((5000, 3), dtype=np.int32) + [0, 1, 2]  # one triangle 5000 times: no SAH split exists
     p = np.random.default_rng(2).uniform(-1, 2, (100, 3))
     sdf = _check_against_bruteforce(V, F, p, winding_atol=0.1 * 5000)  # 5000 copies: 5000x the error
-    assert sdf._bvh.depth <= 56
+    assert sdf._bvh.depth <= 29  # binary depth <= 56, two binary levels or more per 4-wide level
     x = 1.05 ** np.arange(400)  # exponentially spaced triangles: lopsided splits
     V = np.stack([np.stack([x, 0 * x, 0 * x], 1), np.stack([x * 1.01, 0 * x, 0 * x], 1),
                   np.stack([x, x * 0.01, 0 * x], 1)], 1).reshape(-1, 3)

@@ -48,6 +48,14 @@ float round_up(double x) {
 
 constexpr int kBins = 32;
 
+// The binary tree of the SAH build, collapsed into the 4-wide BvhNode tree afterwards.
+struct BinaryNode {
+    Box box;
+    int32_t left, right;   // children, -1 for a leaf
+    int32_t first, count;  // triangle range in BVH order
+    bool leaf() const { return left < 0; }
+};
+
 struct Builder {
     const double* V;
     const int32_t* F;
@@ -55,23 +63,13 @@ struct Builder {
     std::vector<Box> tri_box;
     std::vector<std::array<double, 3>> centroid;
     std::vector<int32_t> order;  // BVH position -> original face
-    std::vector<BvhNode> nodes;
-    std::vector<int32_t> node_first, node_count;
+    std::vector<BinaryNode> nodes;
     int32_t max_depth = 0;
 
     const double* vert(int32_t f, int corner) const { return V + 3 * static_cast<int64_t>(F[3 * int64_t(f) + corner]); }
 
     int32_t add_node(const Box& b, int32_t first, int32_t count) {
-        BvhNode n;
-        for (int k = 0; k < 3; ++k) {
-            n.lo[k] = round_down(b.lo[k]);
-            n.hi[k] = round_up(b.hi[k]);
-        }
-        n.a = first;
-        n.b = -count;  // a leaf until children are set
-        nodes.push_back(n);
-        node_first.push_back(first);
-        node_count.push_back(count);
+        nodes.push_back({b, -1, -1, first, count});
         return static_cast<int32_t>(nodes.size() - 1);
     }
 
@@ -150,8 +148,8 @@ struct Builder {
         const int32_t mid = split(first, count, cbox, depth);
         const int32_t left = build(first, mid - first, depth + 1);
         const int32_t right = build(mid, first + count - mid, depth + 1);
-        nodes[idx].a = left;
-        nodes[idx].b = right;
+        nodes[idx].left = left;
+        nodes[idx].right = right;
         return idx;
     }
 };
@@ -215,13 +213,13 @@ bool compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
     return closed;
 }
 
-// Far-field expansion of each node over its contiguous triangle range.
+// Far-field expansion of each binary node over its contiguous triangle range.
 void compute_fwn(const Builder& bd, const std::vector<double>& tris, std::vector<double>& out) {
     const int64_t nn = static_cast<int64_t>(bd.nodes.size());
     out.assign(static_cast<size_t>(nn) * kFwnStride, 0.0);
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < nn; ++i) {
-        const int32_t first = bd.node_first[i], end = first + bd.node_count[i];
+        const int32_t first = bd.nodes[i].first, end = first + bd.nodes[i].count;
         V3 N{0, 0, 0}, weighted{0, 0, 0}, mean{0, 0, 0};
         double area = 0;
         for (int32_t t = first; t < end; ++t) {
@@ -278,6 +276,84 @@ void fill_packet_lane(double* packet, int lane, V3 a, V3 b, V3 c) {
     packet[kPacketFaceMax * kLanes + lane] = flat ? 1.0 : -1.0;
 }
 
+// Collapse of the binary tree into the 4-wide one: a wide node takes a binary
+// node's two children, then keeps opening inner children until it has kWidth
+// of them. Children keep their box and expansion.
+struct WideBuilder {
+    const Builder& bd;
+    const std::vector<int32_t>& leaf_packet;
+    const std::vector<double>& binary_fwn;
+    std::vector<BvhNode> nodes;
+    std::vector<double> fwn;  // [node, child, kFwnStride]
+    int32_t max_depth = 0;
+
+    int32_t collapse(int32_t b, int32_t depth) {
+        max_depth = std::max(max_depth, depth);
+        const BinaryNode& root = bd.nodes[b];
+        int32_t kids[kWidth], kid_level[kWidth];  // binary node, levels below b
+        int n = 0;
+        if (root.leaf()) {
+            kids[n] = b;  // a tree of one leaf
+            kid_level[n++] = 0;
+        } else {
+            kids[n] = root.left;
+            kid_level[n++] = 1;
+            kids[n] = root.right;
+            kid_level[n++] = 1;
+        }
+        // Open the shallowest inner child (the largest by area among those): every inner
+        // child then lies two binary levels down or more, so the wide tree has at most
+        // kBvhMaxDepth / 2 + 1 levels (the bound the traversal stack is sized for).
+        while (n < kWidth) {
+            int open = -1;
+            for (int k = 0; k < n; ++k) {
+                if (bd.nodes[kids[k]].leaf()) continue;
+                if (open < 0 || kid_level[k] < kid_level[open] ||
+                    (kid_level[k] == kid_level[open] &&
+                     bd.nodes[kids[k]].box.half_area() > bd.nodes[kids[open]].box.half_area()))
+                    open = k;
+            }
+            if (open < 0) break;
+            const BinaryNode& o = bd.nodes[kids[open]];
+            kid_level[open] += 1;
+            kids[open] = o.left;
+            kids[n] = o.right;
+            kid_level[n] = kid_level[open];
+            ++n;
+        }
+        const int32_t idx = static_cast<int32_t>(nodes.size());
+        nodes.emplace_back();
+        fwn.resize(fwn.size() + kWidth * kFwnStride, 0.0);
+        for (int k = 0; k < kWidth; ++k) {
+            BvhNode& node = nodes[idx];
+            node.unused[k] = 0;
+            if (k >= n) {
+                for (int axis = 0; axis < 3; ++axis) {
+                    node.lo[axis][k] = INFINITY;
+                    node.hi[axis][k] = -INFINITY;
+                }
+                node.child[k] = kEmptyChild;
+                continue;
+            }
+            const BinaryNode& c = bd.nodes[kids[k]];
+            for (int axis = 0; axis < 3; ++axis) {
+                node.lo[axis][k] = round_down(c.box.lo[axis]);
+                node.hi[axis][k] = round_up(c.box.hi[axis]);
+            }
+            std::copy_n(binary_fwn.data() + int64_t(kids[k]) * kFwnStride, kFwnStride,
+                        fwn.data() + (int64_t(idx) * kWidth + k) * kFwnStride);
+            // Recursion grows `nodes`: the reference above is not used past this point.
+            node.child[k] = c.leaf() ? leaf_ref(leaf_packet[kids[k]], c.count) : kEmptyChild;
+        }
+        for (int k = 0; k < n; ++k) {
+            if (bd.nodes[kids[k]].leaf()) continue;
+            const int32_t child = collapse(kids[k], depth + 1);
+            nodes[idx].child[k] = child;
+        }
+        return idx;
+    }
+};
+
 template <typename Dst>
 std::vector<Dst> convert(const std::vector<double>& src) {
     return std::vector<Dst>(src.begin(), src.end());
@@ -322,7 +398,6 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     bd.build(0, static_cast<int32_t>(nf), 0);
 
     MeshBvhHost h;
-    h.depth = bd.max_depth;
     h.scale = scale;
     h.num_faces = nf;
     std::vector<double> tris(static_cast<size_t>(nf) * 9);  // BVH order, compact
@@ -334,41 +409,43 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     compute_fwn(bd, tris, fwn);
 
     // Give every leaf a packet of its own: leaf triangles move to slots from kLanes * (leaf number).
-    int64_t num_leaves = 0;
-    for (const BvhNode& n : bd.nodes) num_leaves += bvh_is_leaf(n);
-    const int64_t slots = num_leaves * kLanes;
+    std::vector<int32_t> leaf_packet(bd.nodes.size(), -1);
+    int32_t num_packets = 0;
+    for (size_t i = 0; i < bd.nodes.size(); ++i)
+        if (bd.nodes[i].leaf()) leaf_packet[i] = num_packets++;
+    const int64_t slots = int64_t(num_packets) * kLanes;
     h.face_ids.assign(slots, -1);
-    std::vector<double> packets(static_cast<size_t>(num_leaves) * kPacketSize);
-    std::vector<double> slot_pn(static_cast<size_t>(slots) * kPseudonormalSlots * 3, 0.0);
-    int32_t next = 0;
-    for (BvhNode& n : bd.nodes) {
-        if (!bvh_is_leaf(n)) continue;
-        const int32_t first = n.a, count = -n.b;
-        double* packet = packets.data() + static_cast<int64_t>(next / kLanes) * kPacketSize;
+    h.packets_d.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
+    h.pseudonormals_d.assign(static_cast<size_t>(slots) * kPseudonormalSlots * 3, 0.0);
+    for (size_t i = 0; i < bd.nodes.size(); ++i) {
+        const BinaryNode& n = bd.nodes[i];
+        if (!n.leaf()) continue;
+        const int64_t slot = int64_t(leaf_packet[i]) * kLanes;
+        double* packet = h.packets_d.data() + int64_t(leaf_packet[i]) * kPacketSize;
         for (int lane = 0; lane < kLanes; ++lane) {
-            const int64_t t = first + (lane < count ? lane : 0);
+            const int64_t t = n.first + (lane < n.count ? lane : 0);
             const V3 a = load3(tris.data(), 3 * t), b = load3(tris.data(), 3 * t + 1), c = load3(tris.data(), 3 * t + 2);
-            if (lane < count) {
+            if (lane < n.count) {
                 fill_packet_lane(packet, lane, a, b, c);
-                h.face_ids[next + lane] = bd.order[t];
+                h.face_ids[slot + lane] = bd.order[t];
                 std::copy_n(pseudonormals.data() + t * kPseudonormalSlots * 3, kPseudonormalSlots * 3,
-                            slot_pn.data() + (next + lane) * int64_t(kPseudonormalSlots) * 3);
+                            h.pseudonormals_d.data() + (slot + lane) * kPseudonormalSlots * 3);
             } else {
                 fill_packet_lane(packet, lane, a, a, a);  // unused lane
             }
         }
-        n.a = next;
-        next += kLanes;
     }
-    h.packets_d = std::move(packets);
-    h.pseudonormals_d = std::move(slot_pn);
-    h.fwn_d = std::move(fwn);
+    WideBuilder wide{bd, leaf_packet, fwn};
+    wide.collapse(0, 1);
+    if (wide.max_depth > kWideMaxDepth) throw std::logic_error("build_mesh_bvh: wide tree deeper than the stack bound");
+    h.depth = wide.max_depth;
+    h.nodes = std::move(wide.nodes);
+    h.fwn_d = std::move(wide.fwn);
     h.packets_f = convert<float>(h.packets_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
-    for (size_t i = 0; i < bd.nodes.size(); ++i) h.fwn_f[i * kFwnStride + 6] = round_up(h.fwn_d[i * kFwnStride + 6]);
-    h.nodes = std::move(bd.nodes);
+    for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
     return h;
 }
 

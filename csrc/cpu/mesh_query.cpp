@@ -68,7 +68,7 @@ void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign
         QueryCarry<T> carry;
         const int64_t end = std::min(n, start + kChunk);
         for (int64_t k = start; k < end; ++k)
-            query_closest(m, points, order[k], sign_mode, beta, out_dist, out_points, out_face, carry);
+            query_closest(m, points, order[k], sign_mode, beta, out_dist, out_points, out_face, &carry);
     }
 }
 

@@ -69,8 +69,7 @@ __global__ void closest_kernel(MeshView<T> m, const T* __restrict__ points, int6
                                T* out_dist, T* out_points, int32_t* out_face) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    QueryCarry<T> fresh;  // one query per thread: nothing to carry over
-    query_closest(m, points, i, sign_mode, beta, out_dist, out_points, out_face, fresh);
+    query_closest<T>(m, points, i, sign_mode, beta, out_dist, out_points, out_face, nullptr);  // nothing to carry over
 }
 
 template <typename T>

@@ -2,43 +2,56 @@
 // view the queries read, and the closest-point traversal (nearest child first,
 // short fixed stack, boxes re-checked against the best distance when popped).
 //
+// The tree is 4-wide: a node holds the boxes of its (up to) kWidth children,
+// axis-major, so one loop computes all four box tests (vector code on the CPU);
+// a leaf is one packet of kLanes triangles, tested the same way.
+//
 // Node boxes are float32 in both precisions, rounded outward at build time so
 // they contain the float64 triangles exactly: the float64 queries then prune
-// with exact bounds while the nodes stay 32 bytes.
+// with exact bounds.
 #pragma once
 #include "common.h"
 #include "triangle.h"
 
 namespace nis {
 
-// The build caps the depth at kBvhMaxDepth (median splits below it), so a
-// traversal stack of kBvhStackSize (one slot per level + the sibling) never overflows.
+constexpr int kWidth = 4;  // children per node
+constexpr int kLanes = 4;  // triangles per leaf packet (see PacketField)
+// The binary build caps its depth at kBvhMaxDepth (median splits below it); the 4-wide
+// tree takes two binary levels or more per level, so it has at most kWideMaxDepth. A
+// traversal keeps at most kWidth - 1 pending siblings per level plus one node's children,
+// so a stack of kBvhStackSize entries never overflows.
 constexpr int kBvhMaxDepth = 56;
-constexpr int kBvhStackSize = 64;
+constexpr int kWideMaxDepth = kBvhMaxDepth / 2 + 1;
+constexpr int kBvhStackSize = (kWidth - 1) * kWideMaxDepth + kWidth;
 
-// Two 16-byte halves. Inner node: a = left child, b = right child (both > 0).
-// Leaf: a = first triangle (BVH order, a multiple of kLanes), b = -(number of triangles) in [-kLanes, -1].
+// A child reference: >= 0 an inner node, kEmptyChild nothing (an empty box), otherwise a
+// leaf, ~(its last triangle slot): the packet is slot / kLanes and the lanes up to slot % kLanes are used.
+constexpr int32_t kEmptyChild = INT32_MIN;
+NIS_HD bool child_is_leaf(int32_t ref) { return ref < 0 && ref != kEmptyChild; }
+NIS_HD int32_t leaf_ref(int32_t packet, int32_t count) { return ~(packet * kLanes + count - 1); }
+NIS_HD int32_t leaf_packet(int32_t ref) { return ~ref / kLanes; }
+NIS_HD int32_t leaf_count(int32_t ref) { return ~ref % kLanes + 1; }
+
+// 128 bytes. Empty children have an empty box (lo = +inf, hi = -inf): every test misses it.
 struct BvhNode {
-    float lo[3];
-    int32_t a;
-    float hi[3];
-    int32_t b;
+    float lo[3][kWidth];
+    float hi[3][kWidth];
+    int32_t child[kWidth];
+    int32_t unused[kWidth];  // pads the node to 128 bytes
 };
-
-NIS_HD bool bvh_is_leaf(const BvhNode& n) { return n.b < 0; }
 
 // Per-triangle pseudonormal slots, indexed by TriRegion (face, vertices a b c, edges ab bc ca).
 constexpr int kPseudonormalSlots = 7;
-// Per-node winding-number expansion: area vector N (3), centre (3), radius (1), second moment C (9).
+// Per-child winding-number expansion: area vector N (3), centre (3), radius (1), second moment C (9).
 constexpr int kFwnStride = 16;
 
 // Triangles are stored in packets of kLanes, one packet per leaf, field-major
 // ([field][lane]): a leaf's distance tests are then one loop over the lanes
 // that the host compiler turns into vector instructions, and a short loop in a
 // CUDA thread. Triangle t (BVH order) is lane t % kLanes of packet t / kLanes;
-// unused lanes hold a zero-area triangle at a vertex of the leaf's first one
-// (never strictly closer than that triangle, zero solid angle, never hit).
-constexpr int kLanes = 4;
+// unused lanes hold a zero-area triangle at a corner of the leaf's first one
+// (zero solid angle, never hit), so the lane loops may run over all of them.
 enum PacketField : int {
     kPacketA = 0,        // corners a, b, c (3 each)
     kPacketB = 3,
@@ -61,7 +74,7 @@ struct MeshView {
     const T* packets;           // [num_slots / kLanes, kPacketFields, kLanes]
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
     const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
-    const T* fwn;               // [num_nodes, kFwnStride]
+    const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
     int32_t num_nodes;
     int32_t num_slots;
     bool closed;  // every edge shared by exactly two faces, in opposite directions
@@ -72,16 +85,16 @@ struct MeshView {
 };
 
 template <typename T>
-NIS_HD const T* packet_of(const MeshView<T>& m, int32_t first_slot) {
-    return m.packets + static_cast<int64_t>(first_slot / kLanes) * kPacketSize;
+NIS_HD const T* packet_at(const MeshView<T>& m, int32_t packet) {
+    return m.packets + static_cast<int64_t>(packet) * kPacketSize;
 }
 
 template <typename T>
 NIS_HD void load_triangle(const MeshView<T>& m, int32_t t, Vec3<T>& a, Vec3<T>& b, Vec3<T>& c) {
-    const T* v = packet_of(m, t) + t % kLanes;
-    a = make_vec3(v[(kPacketA + 0) * kLanes], v[(kPacketA + 1) * kLanes], v[(kPacketA + 2) * kLanes]);
-    b = make_vec3(v[(kPacketB + 0) * kLanes], v[(kPacketB + 1) * kLanes], v[(kPacketB + 2) * kLanes]);
-    c = make_vec3(v[(kPacketC + 0) * kLanes], v[(kPacketC + 1) * kLanes], v[(kPacketC + 2) * kLanes]);
+    const T* pk = packet_at(m, t / kLanes);
+    a = packet_vec3(pk, kPacketA, t % kLanes);
+    b = packet_vec3(pk, kPacketB, t % kLanes);
+    c = packet_vec3(pk, kPacketC, t % kLanes);
 }
 
 // Squared distance from q (relative to the segment's start) to the segment 0-u.
@@ -96,29 +109,35 @@ NIS_HD T segment_distance_sq(Vec3<T> q, Vec3<T> u, T inv_len_sq) {
 // the three edges. Used to pick the closest triangle; its closest point and
 // region then come from closest_point_on_triangle.
 template <typename T>
+NIS_HD Vec3<T> packet_vec3(const T* pk, int field, int lane) {
+    return make_vec3(pk[field * kLanes + lane], pk[(field + 1) * kLanes + lane], pk[(field + 2) * kLanes + lane]);
+}
+
+template <typename T>
 NIS_HD void packet_distance_sq(const T* pk, Vec3<T> p, T* out) {
     for (int k = 0; k < kLanes; ++k) {
-        const T* f = pk + k;
-        const auto field3 = [f](int i) { return make_vec3(f[i * kLanes], f[(i + 1) * kLanes], f[(i + 2) * kLanes]); };
-        const Vec3<T> a = field3(kPacketA), b = field3(kPacketB), c = field3(kPacketC);
+        const Vec3<T> a = packet_vec3(pk, kPacketA, k), b = packet_vec3(pk, kPacketB, k), c = packet_vec3(pk, kPacketC, k);
         const Vec3<T> ap = p - a;
-        const T v = dot(ap, field3(kPacketBaryV)), w = dot(ap, field3(kPacketBaryW));
-        const T h = dot(ap, field3(kPacketNormal));
-        const T edges = nis_min(nis_min(segment_distance_sq(ap, b - a, f[kPacketInvAB * kLanes]),
-                                        segment_distance_sq(ap, c - a, f[kPacketInvAC * kLanes])),
-                                segment_distance_sq(p - b, c - b, f[kPacketInvBC * kLanes]));
-        const bool inside = (v >= T(0)) & (w >= T(0)) & (v + w <= f[kPacketFaceMax * kLanes]);
+        const T v = dot(ap, packet_vec3(pk, kPacketBaryV, k)), w = dot(ap, packet_vec3(pk, kPacketBaryW, k));
+        const T h = dot(ap, packet_vec3(pk, kPacketNormal, k));
+        const T edges = nis_min(nis_min(segment_distance_sq(ap, b - a, pk[kPacketInvAB * kLanes + k]),
+                                        segment_distance_sq(ap, c - a, pk[kPacketInvAC * kLanes + k])),
+                                segment_distance_sq(p - b, c - b, pk[kPacketInvBC * kLanes + k]));
+        const bool inside = (v >= T(0)) & (w >= T(0)) & (v + w <= pk[kPacketFaceMax * kLanes + k]);
         out[k] = inside ? h * h : edges;
     }
 }
 
-// Squared distance from p to the node's box (0 inside).
+// Squared distance from p to each child box of the node (0 inside, inf for an empty child).
 template <typename T>
-NIS_HD T box_distance_sq(const BvhNode& n, Vec3<T> p) {
-    const T dx = nis_max(nis_max(T(n.lo[0]) - p.x, p.x - T(n.hi[0])), T(0));
-    const T dy = nis_max(nis_max(T(n.lo[1]) - p.y, p.y - T(n.hi[1])), T(0));
-    const T dz = nis_max(nis_max(T(n.lo[2]) - p.z, p.z - T(n.hi[2])), T(0));
-    return dx * dx + dy * dy + dz * dz;
+NIS_HD void child_box_distance_sq(const BvhNode& n, Vec3<T> p, T* out) {
+    NIS_LANES
+    for (int k = 0; k < kWidth; ++k) {
+        const T dx = nis_max(nis_max(T(n.lo[0][k]) - p.x, p.x - T(n.hi[0][k])), T(0));
+        const T dy = nis_max(nis_max(T(n.lo[1][k]) - p.y, p.y - T(n.hi[1][k])), T(0));
+        const T dz = nis_max(nis_max(T(n.lo[2][k]) - p.z, p.z - T(n.hi[2][k])), T(0));
+        out[k] = dx * dx + dy * dy + dz * dz;
+    }
 }
 
 template <typename T>
@@ -129,25 +148,27 @@ struct ClosestHit {
     int32_t region;  // TriRegion of the closest point on that triangle
 };
 
-// Push both children of an inner node whose keys (squared box distance, or ray
-// entry t) are below `bound`, the far one first so the near one is popped next.
+// Push the children whose keys (squared box distance, or ray entry t) are below
+// `bound`, farthest first so the nearest is popped next. Empty children are
+// skipped by reference: an inverted box would read as "everywhere" to the ray test.
 template <typename T>
-NIS_HD void push_children_near_first(int32_t* stack_node, T* stack_key, int& sp, int32_t left, int32_t right,
-                                     T key_left, T key_right, T bound) {
-    const bool left_first = key_left <= key_right;
-    const int32_t near_child = left_first ? left : right, far_child = left_first ? right : left;
-    const T near_key = left_first ? key_left : key_right, far_key = left_first ? key_right : key_left;
-    if (far_key < bound) {
-        stack_node[sp] = far_child;
-        stack_key[sp++] = far_key;
-    }
-    if (near_key < bound) {
-        stack_node[sp] = near_child;
-        stack_key[sp++] = near_key;
+NIS_HD void push_children_near_first(const BvhNode& n, const T* key, T bound, int32_t* stack_ref, T* stack_key,
+                                     int& sp) {
+    const int base = sp;
+    for (int k = 0; k < kWidth; ++k) {
+        if (!(key[k] < bound) || n.child[k] == kEmptyChild) continue;
+        // Insertion into stack[base, sp), kept in decreasing key order.
+        int j = sp++;
+        for (; j > base && stack_key[j - 1] < key[k]; --j) {
+            stack_key[j] = stack_key[j - 1];
+            stack_ref[j] = stack_ref[j - 1];
+        }
+        stack_key[j] = key[k];
+        stack_ref[j] = n.child[k];
     }
 }
 
-// Closest point on the mesh to p. `hint` (a BVH-order triangle, or -1) seeds the
+// Closest point on the mesh to p. `hint` (a BVH-order triangle slot, or -1) seeds the
 // search: its distance is an upper bound that prunes the traversal from the start
 // (the CPU loop passes the previous query's triangle; queries run in Morton order).
 // Leaves are searched by packet distance; the winner's closest point and region
@@ -161,31 +182,34 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
     T best_d2;
     {
         T d2[kLanes];
-        packet_distance_sq(packet_of(m, best_tri), p, d2);
+        packet_distance_sq(packet_at(m, best_tri / kLanes), p, d2);
         best_d2 = d2[best_tri % kLanes];
     }
-    int32_t stack_node[kBvhStackSize];
-    T stack_dist[kBvhStackSize];
+    int32_t stack_ref[kBvhStackSize];
+    T stack_key[kBvhStackSize];
     int sp = 0;
-    stack_node[sp] = 0;
-    stack_dist[sp++] = box_distance_sq(m.nodes[0], p);
+    stack_ref[sp] = 0;
+    stack_key[sp++] = T(0);
     while (sp > 0) {
         --sp;
-        if (stack_dist[sp] >= best_d2) continue;  // a closer triangle was found since the push
-        const BvhNode node = m.nodes[stack_node[sp]];
-        if (bvh_is_leaf(node)) {
+        if (!(stack_key[sp] < best_d2)) continue;  // a closer triangle was found since the push
+        const int32_t ref = stack_ref[sp];
+        if (child_is_leaf(ref)) {
+            const int32_t packet = leaf_packet(ref), count = leaf_count(ref);
             T d2[kLanes];
-            packet_distance_sq(packet_of(m, node.a), p, d2);
-            for (int k = 0; k < -node.b; ++k) {
+            packet_distance_sq(packet_at(m, packet), p, d2);
+            for (int k = 0; k < count; ++k) {
                 if (d2[k] < best_d2) {
                     best_d2 = d2[k];
-                    best_tri = node.a + k;
+                    best_tri = packet * kLanes + k;
                 }
             }
             continue;
         }
-        push_children_near_first(stack_node, stack_dist, sp, node.a, node.b, box_distance_sq(m.nodes[node.a], p),
-                                 box_distance_sq(m.nodes[node.b], p), best_d2);
+        const BvhNode& node = m.nodes[ref];
+        T key[kWidth];
+        child_box_distance_sq(node, p, key);
+        push_children_near_first(node, key, best_d2, stack_ref, stack_key, sp);
     }
     Vec3<T> a, b, c;
     load_triangle(m, best_tri, a, b, c);

@@ -8,7 +8,15 @@
 #if defined(__CUDACC__)
 #define NIS_HD __host__ __device__ __forceinline__
 #else
-#define NIS_HD inline
+#define NIS_HD inline __attribute__((always_inline))
+#endif
+
+// Marks a loop over the lanes of a packet (4 triangles, 4 child boxes) for the
+// host compiler to vectorise; GCC would otherwise unroll small ones first.
+#if defined(__CUDA_ARCH__) || !defined(_OPENMP)
+#define NIS_LANES
+#else
+#define NIS_LANES _Pragma("omp simd")
 #endif
 
 namespace nis {

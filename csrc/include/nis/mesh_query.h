@@ -23,7 +23,7 @@ struct SignAnchor {
 };
 
 // What one closest-point query leaves for the next, nearby one on the same
-// thread (the CPU loop runs queries in Morton order; a CUDA thread starts fresh).
+// thread (the CPU loop runs queries in Morton order; CUDA threads pass none).
 constexpr int kAnchors = 8;
 
 template <typename T>
@@ -52,35 +52,37 @@ NIS_HD bool balls_overlap(const SignAnchor<T>& a, Vec3<T> p, T dist) {
     return a.dist >= T(0) && reach > T(0) && length_sq(p - a.point) < reach * reach;
 }
 
+// `carry` is null where queries do not run in sequence (a CUDA thread): the
+// sign then comes from the fast winding number alone.
 template <typename T>
-NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>& carry) {
-    if (!m.closed) return winding_number(m, p, beta) > T(0.5);
+NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>* carry) {
+    if (!carry || !m.closed) return winding_number(m, p, beta) > T(0.5);
     bool known = false;
     int32_t w = 0;
     for (int k = 0; k < kAnchors && !known; ++k) {
-        if (balls_overlap(carry.anchor[k], p, dist)) {
-            w = carry.anchor[k].winding;
+        if (balls_overlap(carry->anchor[k], p, dist)) {
+            w = carry->anchor[k].winding;
             known = true;
         }
     }
-    const SignAnchor<T>& newest = carry.anchor[(carry.next + kAnchors - 1) % kAnchors];
+    const SignAnchor<T>& newest = carry->anchor[(carry->next + kAnchors - 1) % kAnchors];
     if (!known && newest.dist >= T(0)) {
         const int32_t change = segment_winding_change(m, newest.point, p, known);
         w = newest.winding + change;
     }
     if (!known) w = static_cast<int32_t>(std::floor(winding_number(m, p, beta) + T(0.5)));
-    carry.anchor[carry.next] = {p, dist, w};
-    carry.next = (carry.next + 1) % kAnchors;
+    carry->anchor[carry->next] = {p, dist, w};
+    carry->next = (carry->next + 1) % kAnchors;
     return w > 0;
 }
 
 template <typename T>
 NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int32_t sign_mode, T beta,
-                          T* out_dist, T* out_points, int32_t* out_face, QueryCarry<T>& carry) {
+                          T* out_dist, T* out_points, int32_t* out_face, QueryCarry<T>* carry) {
     const Vec3<T> p = load3(points, i) * m.scale;
-    const ClosestHit<T> hit = closest_point_on_mesh(m, p, carry.tri);
+    const ClosestHit<T> hit = closest_point_on_mesh(m, p, carry ? carry->tri : -1);
     T dist = std::sqrt(hit.dist_sq);
-    carry.tri = hit.tri;
+    if (carry) carry->tri = hit.tri;
     if (sign_mode == kSignWinding) {
         if (winding_sign_inside(m, p, dist, beta, carry)) dist = -dist;
     } else if (sign_mode == kSignPseudonormal) {

@@ -23,25 +23,25 @@ NIS_HD T ray_triangle(Vec3<T> o, Vec3<T> d, Vec3<T> a, Vec3<T> b, Vec3<T> c, T m
     return (t >= T(0) && t < miss) ? t : miss;
 }
 
-// Entry t of the ray into the box, clipped to [0, t_max); t_max when it misses.
+// Entry t of the ray into each child box of the node, clipped to [0, t_max); t_max where it misses.
 template <typename T>
-NIS_HD T ray_box(const BvhNode& n, Vec3<T> o, Vec3<T> inv_d, T t_max) {
+NIS_HD void child_ray_entry(const BvhNode& n, Vec3<T> o, Vec3<T> inv_d, T t_max, T* out) {
     const T o3[3] = {o.x, o.y, o.z}, inv3[3] = {inv_d.x, inv_d.y, inv_d.z};
-    T t0 = T(0), t1 = t_max;
-    for (int k = 0; k < 3; ++k) {
-        T lo = (T(n.lo[k]) - o3[k]) * inv3[k];
-        T hi = (T(n.hi[k]) - o3[k]) * inv3[k];
-        // 0 * inf (origin on a slab plane of an axis-parallel ray) is NaN: such a
-        // slab does not constrain t, and the comparisons below ignore NaN.
-        if (lo > hi) {
-            const T s = lo;
-            lo = hi;
-            hi = s;
+    NIS_LANES
+    for (int k = 0; k < kWidth; ++k) {
+        T t0 = T(0), t1 = t_max;
+        for (int axis = 0; axis < 3; ++axis) {
+            const T lo = (T(n.lo[axis][k]) - o3[axis]) * inv3[axis];
+            const T hi = (T(n.hi[axis][k]) - o3[axis]) * inv3[axis];
+            // 0 * inf is NaN: an axis-parallel ray whose origin lies on a slab plane
+            // runs inside that plane, so the slab does not constrain t.
+            const bool in_plane = !(lo == lo) | !(hi == hi);
+            const T near = in_plane ? T(0) : (lo < hi ? lo : hi), far = in_plane ? t_max : (lo < hi ? hi : lo);
+            t0 = near > t0 ? near : t0;
+            t1 = far < t1 ? far : t1;
         }
-        if (lo > t0) t0 = lo;
-        if (hi < t1) t1 = hi;
+        out[k] = t0 <= t1 ? t0 : t_max;
     }
-    return t0 <= t1 ? t0 : t_max;
 }
 
 template <typename T>
@@ -55,18 +55,18 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
     // An axis-parallel ray gets an infinite reciprocal: the slab test handles it.
     const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
     RayHit<T> best{t_max, -1};
-    int32_t stack_node[kBvhStackSize];
+    int32_t stack_ref[kBvhStackSize];
     T stack_t[kBvhStackSize];
     int sp = 0;
-    stack_t[sp] = ray_box(m.nodes[0], o, inv_d, t_max);
-    stack_node[sp++] = 0;
+    stack_ref[sp] = 0;
+    stack_t[sp++] = T(0);
     while (sp > 0) {
         --sp;
         if (!(stack_t[sp] < best.t)) continue;
-        const BvhNode node = m.nodes[stack_node[sp]];
-        if (bvh_is_leaf(node)) {
-            const int32_t end = node.a - node.b;
-            for (int32_t t = node.a; t < end; ++t) {
+        const int32_t ref = stack_ref[sp];
+        if (child_is_leaf(ref)) {
+            const int32_t first = leaf_packet(ref) * kLanes, end = first + leaf_count(ref);
+            for (int32_t t = first; t < end; ++t) {
                 Vec3<T> a, b, c;
                 load_triangle(m, t, a, b, c);
                 const T th = ray_triangle(o, d, a, b, c, best.t);
@@ -74,8 +74,10 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
             }
             continue;
         }
-        push_children_near_first(stack_node, stack_t, sp, node.a, node.b, ray_box(m.nodes[node.a], o, inv_d, best.t),
-                                 ray_box(m.nodes[node.b], o, inv_d, best.t), best.t);
+        const BvhNode& node = m.nodes[ref];
+        T entry[kWidth];
+        child_ray_entry(node, o, inv_d, best.t, entry);
+        push_children_near_first(node, entry, best.t, stack_ref, stack_t, sp);
     }
     return best;
 }
@@ -97,15 +99,17 @@ NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b
     int sp = 0;
     stack[sp++] = 0;
     while (sp > 0) {
-        const BvhNode node = m.nodes[stack[--sp]];
-        if (!(ray_box(node, a, inv_d, t_end) < t_end)) continue;
-        if (!bvh_is_leaf(node)) {
-            stack[sp++] = node.a;
-            stack[sp++] = node.b;
+        const int32_t ref = stack[--sp];
+        if (!child_is_leaf(ref)) {
+            const BvhNode& node = m.nodes[ref];
+            T entry[kWidth];
+            child_ray_entry(node, a, inv_d, t_end, entry);
+            for (int k = 0; k < kWidth; ++k)
+                if (entry[k] < t_end && node.child[k] != kEmptyChild) stack[sp++] = node.child[k];
             continue;
         }
-        const int32_t end = node.a - node.b;
-        for (int32_t t = node.a; t < end; ++t) {
+        const int32_t first = leaf_packet(ref) * kLanes, end = first + leaf_count(ref);
+        for (int32_t t = first; t < end; ++t) {
             Vec3<T> p0, p1, p2;
             load_triangle(m, t, p0, p1, p2);
             const Vec3<T> e1 = p1 - p0, e2 = p2 - p0;

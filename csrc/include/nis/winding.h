@@ -1,8 +1,8 @@
 // Generalised winding number (Jacobson et al. 2013) evaluated fast (Barill et
 // al. 2018): exact solid angles for triangles near the query, a second-order
-// dipole expansion of every BVH node that is far enough away.
+// dipole expansion of every BVH subtree that is far enough away.
 //
-// Node data (kFwnStride values, built in bvh_build.cpp):
+// Data of each child of a node (kFwnStride values, built in bvh_build.cpp):
 //   N  = sum over triangles of the area vector a_t n_t (= cross(b-a, c-a) / 2),
 //   p  = area-weighted centre of the triangles' centroids,
 //   r  = radius around p holding every vertex of the node,
@@ -53,24 +53,25 @@ NIS_HD T winding_number(const MeshView<T>& m, Vec3<T> q, T beta) {
     stack[sp++] = 0;
     while (sp > 0) {
         const int32_t idx = stack[--sp];
-        const T* f = m.fwn + static_cast<int64_t>(idx) * kFwnStride;
-        const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
-        if (length_sq(d) > beta2 * f[6] * f[6]) {
-            omega += fwn_far_field(f, q);
-            continue;
-        }
-        const BvhNode node = m.nodes[idx];
-        if (bvh_is_leaf(node)) {
-            const int32_t end = node.a - node.b;
-            for (int32_t t = node.a; t < end; ++t) {
-                Vec3<T> a, b, c;
-                load_triangle(m, t, a, b, c);
-                omega += triangle_solid_angle(q, a, b, c);
+        const BvhNode& node = m.nodes[idx];
+        for (int k = 0; k < kWidth; ++k) {
+            const int32_t ref = node.child[k];
+            if (ref == kEmptyChild) continue;
+            const T* f = m.fwn + (static_cast<int64_t>(idx) * kWidth + k) * kFwnStride;
+            const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
+            if (length_sq(d) > beta2 * f[6] * f[6]) {
+                omega += fwn_far_field(f, q);
+            } else if (child_is_leaf(ref)) {
+                const int32_t first = leaf_packet(ref) * kLanes, end = first + leaf_count(ref);
+                for (int32_t t = first; t < end; ++t) {
+                    Vec3<T> a, b, c;
+                    load_triangle(m, t, a, b, c);
+                    omega += triangle_solid_angle(q, a, b, c);
+                }
+            } else {
+                stack[sp++] = ref;
             }
-            continue;
         }
-        stack[sp++] = node.b;
-        stack[sp++] = node.a;
     }
     return omega * T(0.07957747154594767);  // 1 / (4 pi)
 }
