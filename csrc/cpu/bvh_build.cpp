@@ -276,15 +276,57 @@ void fill_packet_lane(double* packet, int lane, V3 a, V3 b, V3 c) {
     packet[kPacketFaceMax * kLanes + lane] = flat ? 1.0 : -1.0;
 }
 
+// The oriented box (see kBoxSize in bvh.h) of the triangles [first, first + count) of
+// `tris` (BVH order): n along their area-weighted normal, u along the projection of the
+// longest edge, half extents from the corners, grown by a relative 1e-6 so that the
+// rounding of a float copy cannot make it cut a triangle.
+void oriented_box(const std::vector<double>& tris, int64_t first, int64_t count, double* box) {
+    V3 normal{0, 0, 0}, longest{0, 0, 0};
+    for (int64_t t = first; t < first + count; ++t) {
+        const V3 v[3] = {load3(tris.data(), 3 * t), load3(tris.data(), 3 * t + 1), load3(tris.data(), 3 * t + 2)};
+        normal = normal + cross(v[1] - v[0], v[2] - v[0]);
+        for (int e = 0; e < 3; ++e) {
+            const V3 edge = v[(e + 1) % 3] - v[e];
+            if (length_sq(edge) > length_sq(longest)) longest = edge;
+        }
+    }
+    V3 n = normalized(normal);
+    if (length_sq(n) == 0) n = {0, 0, 1};
+    V3 u = normalized(longest - n * dot(longest, n));
+    if (length_sq(u) == 0) u = normalized(std::abs(n.x) < 0.9 ? cross(n, V3{1, 0, 0}) : cross(n, V3{0, 1, 0}));
+    const V3 axes[3] = {u, cross(n, u), n};
+    double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+    for (int64_t i = 3 * first; i < 3 * (first + count); ++i)
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = std::min(lo[k], dot(load3(tris.data(), i), axes[k]));
+            hi[k] = std::max(hi[k], dot(load3(tris.data(), i), axes[k]));
+        }
+    V3 centre{0, 0, 0};
+    double diagonal = 0;
+    for (int k = 0; k < 3; ++k) {
+        centre = centre + axes[k] * (0.5 * (lo[k] + hi[k]));
+        diagonal += (hi[k] - lo[k]) * (hi[k] - lo[k]);
+    }
+    const double grow = 1e-6 * (std::sqrt(diagonal) + length(centre));
+    store3(box, 0, centre);
+    for (int k = 0; k < 3; ++k) {
+        store3(box + 3, k, axes[k]);
+        box[12 + k] = 0.5 * (hi[k] - lo[k]) + grow;
+    }
+    box[15] = 0;
+}
+
 // Collapse of the binary tree into the 4-wide one: a wide node takes a binary
 // node's two children, then keeps opening inner children until it has kWidth
-// of them. Children keep their box and expansion.
+// of them. Children keep their box and expansion, and get an oriented box.
 struct WideBuilder {
     const Builder& bd;
     const std::vector<int32_t>& leaf_packet;
     const std::vector<double>& binary_fwn;
+    const std::vector<double>& tris;  // BVH order, compact
     std::vector<BvhNode> nodes;
-    std::vector<double> fwn;  // [node, child, kFwnStride]
+    std::vector<double> fwn;    // [node, child, kFwnStride]
+    std::vector<double> boxes;  // [node, kBoxSize, kWidth]
     int32_t max_depth = 0;
 
     int32_t collapse(int32_t b, int32_t depth) {
@@ -324,6 +366,12 @@ struct WideBuilder {
         const int32_t idx = static_cast<int32_t>(nodes.size());
         nodes.emplace_back();
         fwn.resize(fwn.size() + kWidth * kFwnStride, 0.0);
+        boxes.resize(boxes.size() + kBoxSize * kWidth, 0.0);
+        for (int k = 0; k < n; ++k) {
+            double box[kBoxSize];
+            oriented_box(tris, bd.nodes[kids[k]].first, bd.nodes[kids[k]].count, box);
+            for (int f = 0; f < kBoxSize; ++f) boxes[(int64_t(idx) * kBoxSize + f) * kWidth + k] = box[f];
+        }
         for (int k = 0; k < kWidth; ++k) {
             BvhNode& node = nodes[idx];
             node.unused[k] = 0;
@@ -435,12 +483,14 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
             }
         }
     }
-    WideBuilder wide{bd, leaf_packet, fwn};
+    WideBuilder wide{bd, leaf_packet, fwn, tris};
     wide.collapse(0, 1);
     if (wide.max_depth > kWideMaxDepth) throw std::logic_error("build_mesh_bvh: wide tree deeper than the stack bound");
     h.depth = wide.max_depth;
     h.nodes = std::move(wide.nodes);
     h.fwn_d = std::move(wide.fwn);
+    h.child_boxes_d = std::move(wide.boxes);
+    h.child_boxes_f = convert<float>(h.child_boxes_d);
     h.packets_f = convert<float>(h.packets_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
     h.fwn_f = convert<float>(h.fwn_d);
@@ -451,13 +501,13 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
-    return {nodes.data(), packets_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
+    return {nodes.data(), packets_f.data(), child_boxes_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
             float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
-    return {nodes.data(), packets_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
+    return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
             scale, 1.0 / scale};
 }

@@ -67,11 +67,19 @@ enum PacketField : int {
 };
 constexpr int kPacketSize = kPacketFields * kLanes;
 
+// Oriented box of each child (kBoxSize values): centre (3), axes u v n (3 each, n along
+// the mean normal of the triangles inside), half extents (3), one spare. Far from a
+// curved surface, an axis-aligned box admits every leaf within its diagonal of the sphere
+// touching the surface; a thin oriented box rejects almost all of them. A child's key is
+// the larger of its two box distances.
+constexpr int kBoxSize = 16;
+
 // Everything a query reads, as raw pointers (host or device memory alike).
 template <typename T>
 struct MeshView {
     const BvhNode* nodes;
     const T* packets;           // [num_slots / kLanes, kPacketFields, kLanes]
+    const T* child_boxes;       // [num_nodes, kBoxSize, kWidth]: oriented box of each child
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
     const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
     const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
@@ -125,6 +133,25 @@ NIS_HD void packet_distance_sq(const T* pk, Vec3<T> p, T* out) {
                                 segment_distance_sq(p - b, c - b, pk[kPacketInvBC * kLanes + k]));
         const bool inside = (v >= T(0)) & (w >= T(0)) & (v + w <= pk[kPacketFaceMax * kLanes + k]);
         out[k] = inside ? h * h : edges;
+    }
+}
+
+// Raise each child's key to the squared distance from p to its oriented box (a lower
+// bound of the distance to the triangles inside).
+template <typename T>
+NIS_HD void child_oriented_box_distance_sq(const T* boxes, Vec3<T> p, T* key) {
+    NIS_LANES
+    for (int k = 0; k < kWidth; ++k) {
+        const T* b = boxes + k;
+        const T qx = p.x - b[0], qy = p.y - b[kWidth], qz = p.z - b[2 * kWidth];
+        T d2 = T(0);
+        for (int axis = 0; axis < 3; ++axis) {
+            const T* u = b + (3 + 3 * axis) * kWidth;
+            const T along = qx * u[0] + qy * u[kWidth] + qz * u[2 * kWidth];
+            const T out = nis_max(std::abs(along) - b[(12 + axis) * kWidth], T(0));
+            d2 += out * out;
+        }
+        key[k] = nis_max(key[k], d2);
     }
 }
 
@@ -209,6 +236,7 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
         const BvhNode& node = m.nodes[ref];
         T key[kWidth];
         child_box_distance_sq(node, p, key);
+        child_oriented_box_distance_sq(m.child_boxes + static_cast<int64_t>(ref) * kBoxSize * kWidth, p, key);
         push_children_near_first(node, key, best_d2, stack_ref, stack_key, sp);
     }
     Vec3<T> a, b, c;

@@ -15,8 +15,8 @@ namespace nis {
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
-    std::vector<float> packets_f, pseudonormals_f, fwn_f;
-    std::vector<double> packets_d, pseudonormals_d, fwn_d;
+    std::vector<float> packets_f, child_boxes_f, pseudonormals_f, fwn_f;
+    std::vector<double> packets_d, child_boxes_d, pseudonormals_d, fwn_d;
     int64_t num_faces = 0;
     int32_t depth = 0;
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
