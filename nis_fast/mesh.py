@@ -244,20 +244,24 @@ def _circumsphere(support: np.ndarray):
 
 
 def _welzl(points: np.ndarray):
-    """Exact smallest enclosing sphere of a small point set (Welzl's recursive algorithm)."""
+    """Exact smallest enclosing sphere of a small point set (Welzl's algorithm).
+
+    Written as a loop over the points that recurses only when a point must join the
+    support set: the recursion is at most four deep, whatever the number of points.
+    """
     eps = 1e-12
 
-    def ball(pts, support):
-        if len(support) == 4 or len(pts) == 0:
-            return _circumsphere(np.array(support)) if support else (np.zeros(3), -1.0)
-        center, radius = ball(pts[1:], support)
-        p = pts[0]
-        if radius >= 0 and np.linalg.norm(p - center) <= radius * (1 + eps) + eps:
+    def ball(n, support):  # smallest sphere of points[:n] with `support` on its boundary
+        center, radius = _circumsphere(np.array(support)) if support else (np.zeros(3), -1.0)
+        if len(support) == 4:
             return center, radius
-        return ball(pts[1:], support + [p])
+        for i in range(n):
+            p = points[i]
+            if radius < 0 or np.linalg.norm(p - center) > radius * (1 + eps) + eps:
+                center, radius = ball(i, support + [p])
+        return center, radius
 
-    # Recursion depth is len(points); callers keep the set small (core-set loop below).
-    return ball(list(points), [])
+    return ball(len(points), [])
 
 
 def smallest_enclosing_sphere(points: np.ndarray, seed: int = 0):

@@ -82,6 +82,19 @@ def test_smallest_enclosing_sphere_matches_brute_force(seed):
     np.testing.assert_allclose(center, want_center, atol=1e-8)
 
 
+def test_welzl_handles_large_point_sets_without_deep_recursion():
+    # Every point on the sphere: the core set would be all of them. A recursion as deep as
+    # the point count would pass Python's limit (1000).
+    from nis_fast.mesh import _welzl
+
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(5000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    center, radius = _welzl(points[rng.permutation(len(points))])
+    assert np.all(np.linalg.norm(points - center, axis=1) <= radius * (1 + 1e-9))
+    assert radius == pytest.approx(1.0, abs=1e-3) and np.linalg.norm(center) < 1e-3
+
+
 def test_smallest_enclosing_sphere_is_not_the_bounding_box_sphere():
     # A right triangle's corners: the box-centre sphere is larger than the exact one.
     rng = np.random.default_rng(0)

@@ -326,7 +326,7 @@ struct WideBuilder {
     const std::vector<double>& tris;  // BVH order, compact
     std::vector<BvhNode> nodes;
     std::vector<double> fwn;    // [node, child, kFwnStride]
-    std::vector<double> boxes;  // [node, kBoxSize, kWidth]
+    std::vector<std::pair<int64_t, int32_t>> box_of;  // (node * kWidth + child, binary node)
     int32_t max_depth = 0;
 
     int32_t collapse(int32_t b, int32_t depth) {
@@ -366,12 +366,7 @@ struct WideBuilder {
         const int32_t idx = static_cast<int32_t>(nodes.size());
         nodes.emplace_back();
         fwn.resize(fwn.size() + kWidth * kFwnStride, 0.0);
-        boxes.resize(boxes.size() + kBoxSize * kWidth, 0.0);
-        for (int k = 0; k < n; ++k) {
-            double box[kBoxSize];
-            oriented_box(tris, bd.nodes[kids[k]].first, bd.nodes[kids[k]].count, box);
-            for (int f = 0; f < kBoxSize; ++f) boxes[(int64_t(idx) * kBoxSize + f) * kWidth + k] = box[f];
-        }
+        for (int k = 0; k < n; ++k) box_of.push_back({int64_t(idx) * kWidth + k, kids[k]});
         for (int k = 0; k < kWidth; ++k) {
             BvhNode& node = nodes[idx];
             node.unused[k] = 0;
@@ -399,6 +394,20 @@ struct WideBuilder {
             nodes[idx].child[k] = child;
         }
         return idx;
+    }
+
+    // The oriented boxes of all children, [node, kBoxSize, kWidth] (zeros for empty children).
+    std::vector<double> child_boxes() const {
+        std::vector<double> boxes(nodes.size() * kBoxSize * kWidth, 0.0);
+#pragma omp parallel for schedule(dynamic, 64)
+        for (int64_t j = 0; j < static_cast<int64_t>(box_of.size()); ++j) {
+            const int64_t node = box_of[j].first / kWidth, k = box_of[j].first % kWidth;
+            const BinaryNode& c = bd.nodes[box_of[j].second];
+            double box[kBoxSize];
+            oriented_box(tris, c.first, c.count, box);
+            for (int f = 0; f < kBoxSize; ++f) boxes[(node * kBoxSize + f) * kWidth + k] = box[f];
+        }
+        return boxes;
     }
 };
 
@@ -487,9 +496,9 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     wide.collapse(0, 1);
     if (wide.max_depth > kWideMaxDepth) throw std::logic_error("build_mesh_bvh: wide tree deeper than the stack bound");
     h.depth = wide.max_depth;
+    h.child_boxes_d = wide.child_boxes();
     h.nodes = std::move(wide.nodes);
     h.fwn_d = std::move(wide.fwn);
-    h.child_boxes_d = std::move(wide.boxes);
     h.child_boxes_f = convert<float>(h.child_boxes_d);
     h.packets_f = convert<float>(h.packets_d);
     h.pseudonormals_f = convert<float>(h.pseudonormals_d);
