@@ -1,8 +1,11 @@
 """Exact signed distance, closest points, winding numbers and ray hits on a triangle mesh.
 
-`MeshSDF(mesh)` builds a BVH once (binned SAH, on the CPU) and answers batched
-queries with the native engine: the same traversal and triangle maths run in
-an OpenMP loop on the CPU and in a CUDA kernel for CUDA tensors.
+`MeshSDF(mesh)` builds a BVH once (binned SAH on the CPU, collapsed to a 4-wide
+tree whose children carry an axis-aligned and an oriented box, leaves of four
+triangles tested together) and answers batched queries with the native engine:
+the same traversal and triangle maths run in an OpenMP loop on the CPU (vector
+instructions across a node's children and a leaf's triangles) and in a CUDA
+kernel for CUDA tensors.
 
 Inputs: numpy arrays or torch tensors of shape (N, 3) or (3,), float32 or
 float64 (integers are converted to float64). Outputs are of the same kind, on
@@ -27,7 +30,9 @@ Sign conventions and what happens on imperfect meshes:
   winding number, and so ``contains``, may go either way.
 
 Accuracy: distances and closest points are exact (float64: to rounding, ~1e-15
-relative; float32: float32 maths on float32 triangles). ``winding`` is the fast
+relative; float32: float32 maths on float32 triangles). Where triangles tie (the
+closest point on a shared edge or vertex), which one is reported depends on the
+query order, so a point can come out differently by rounding in another batch. ``winding`` is the fast
 approximation (max error ~0.05 at the default beta = 2 on the shared test meshes,
 < 2e-3 at beta = 8), far below what the sign needs away from w = 1/2. On closed
 meshes (every edge in exactly two oppositely oriented faces: ``closed``) the
