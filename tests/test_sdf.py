@@ -161,6 +161,32 @@ def test_grid_through_edges_and_vertices_of_a_cube(dtype):
     assert np.abs(d[~off]).max() <= 1e-6
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sign_next_to_vertices_and_edges_of_a_sphere(dtype):
+    """Points just inside and just outside every vertex and edge midpoint of a closed mesh: the
+    segments between Morton neighbours cross the surface right at vertices and edges, where the
+    crossing count must either be certain or give way to the winding number."""
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    V, F = np.asarray(sphere.vertices), np.asarray(sphere.faces)
+    edges = np.asarray(sphere.edges_unique)
+    features = np.concatenate([V, (V[edges[:, 0]] + V[edges[:, 1]]) / 2])
+    rng = np.random.default_rng(5)
+    scale = np.concatenate([1 + rng.uniform(-1, 1, (len(features), 1)) * 1e-3,
+                            1 + rng.uniform(-1, 1, (len(features), 1)) * 1e-6])
+    p = (np.concatenate([features, features]) * scale).astype(dtype)
+    sdf = nf.MeshSDF((V, F))
+    assert sdf.closed and len(p) > 4096  # large enough to run in Morton order with sign reuse
+    inside = _winding_number_bruteforce(V, F, p.astype(np.float64)) > 0.5
+    d = sdf.sdf(p)
+    # float32 rounds some of the 1e-6 offsets onto the surface, or to within its rounding of it
+    # (~1e-8 here), where the sign may go either way.
+    off = np.abs(d) > (1e-7 if dtype == np.float32 else 0)
+    assert off.mean() > 0.9
+    assert np.array_equal((d < 0)[off], inside[off])
+
+
 # --- against libigl and Open3D ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", MESH_FILES)

@@ -16,7 +16,7 @@ namespace nis {
 namespace cpu {
 namespace {
 
-constexpr int64_t kChunk = 64;
+constexpr int64_t kChunk = 256;
 constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
 
 // Spread the low 10 bits of x to every third bit.

@@ -89,10 +89,10 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
 // count it twice or miss it); the caller then evaluates the winding number.
 template <typename T>
 NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b, bool& clear) {
-    const T eps = T(64) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
+    const T unit = sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16);  // machine epsilon
     const Vec3<T> d = b - a;
     const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
-    const T t_end = T(1) + T(4) * eps;  // boxes touching the segment's end count too
+    const T t_end = T(1) + T(256) * unit;  // boxes touching the segment's end count too
     int32_t change = 0;
     clear = true;
     int32_t stack[kBvhStackSize];
@@ -116,8 +116,12 @@ NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b
             const Vec3<T> n = cross(e1, e2);
             const Vec3<T> tv = a - p0;
             const T det = -dot(d, n);  // Moller-Trumbore's e1 . (d x e2), written with the normal
-            const T span = length(tv) + length(d) + length(e1) + length(e2);
-            const T tol_num = T(32) * eps * span * span * span;  // bound on the rounding of u, v, s times |det|
+            // Bound on the rounding of u, v, s times |det| (and of det): each is a triple product of
+            // differences of exact inputs (relative error <= unit each), rounded to within a few
+            // units of the product of the three lengths, all <= L. 256 units leaves a wide margin
+            // (the crossings this rejects are the ones it cannot place on one side of an edge).
+            const T longest = nis_max(nis_max(length(tv), length(d)), nis_max(length(e1), length(e2)));
+            const T tol_num = T(256) * unit * longest * longest * longest;
             if (!(std::abs(det) > tol_num)) {  // grazing, parallel or degenerate
                 if (length_sq(n) == T(0)) continue;  // zero-area triangle: contributes nothing
                 // Near the plane, the segment may or may not cross: let the caller decide another way.
