@@ -36,10 +36,12 @@ def _as_tensor(d, device) -> torch.Tensor:
 
 
 def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_000_000, beta: float = 60.0,
-                       seed: int = 0, device=None, chunk: int = POOL_CHUNK):
+                       seed: int = 0, device=None, chunk: int = POOL_CHUNK, uniform_fraction: float = 0.0):
     """(points [n, 3] float32, distances [n] float32) drawn the paper's way, on `device` (default cpu).
 
     sdf_fn(points_unit [m, 3] torch tensor on `device`) -> signed distances [m] (numpy or torch).
+    uniform_fraction f: draw from the mixture (1 - f) exp(-beta |d|) + f uniform over the pool (the
+    paper: 0), i.e. weights exp(-beta |d|) + c with c chosen to carry a share f of the total.
     Same seed, sizes and device -> the same samples.
     """
     if n_samples < 1 or pool_size < 1 or chunk < 1:
@@ -47,11 +49,14 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
                          f"(got {n_samples}, {pool_size}, {chunk})")
     if not 0 <= beta < float("inf"):
         raise ValueError(f"importance_samples: beta must be finite and >= 0, got {beta}")
+    if not 0 <= uniform_fraction < 1:
+        raise ValueError(f"importance_samples: uniform_fraction must be in [0, 1), got {uniform_fraction}")
     device = _device_of_sdf(device)
     sizes = [min(chunk, pool_size - start) for start in range(0, pool_size, chunk)]
+    floor = 0.0  # the uniform part of each weight, set once the importance total is known
 
     def weights(d):  # float64: a 1e7-point cumulative sum needs the mantissa
-        return torch.exp(-beta * d.abs().double())
+        return torch.exp(-beta * d.abs().double()) + floor
 
     # Pass 1: distances of every pool point, chunk by chunk, and each chunk's total weight.
     distances = []
@@ -63,6 +68,9 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
             raise ValueError("sdf_fn returned NaN or infinite distances")
         distances.append(d)
     totals = torch.stack([weights(d).sum() for d in distances])
+    if uniform_fraction > 0:
+        floor = float(uniform_fraction / (1 - uniform_fraction) * totals.sum() / pool_size)
+        totals = totals + floor * torch.tensor(sizes, dtype=totals.dtype, device=totals.device)
     bounds = torch.cumsum(totals, 0)
     if not bounds[-1] > 0:  # every exp(-beta |d|) underflowed: no point can be drawn
         raise ValueError(f"importance_samples: all pool weights exp(-{beta} |d|) are zero; lower beta")

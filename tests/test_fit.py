@@ -71,7 +71,10 @@ def test_config_presets_and_validation():
     assert (paper.pool_size, paper.n_samples, paper.beta, paper.epochs, paper.batch_size, paper.lr) == \
         (10_000_000, 1_000_000, 60.0, 100, 2048, 1e-3)
     assert (paper.plateau_factor, paper.plateau_patience, paper.adam_eps, paper.schedule) == (0.8, 30, 1e-7, "plateau")
+    assert paper.uniform_fraction == 0  # the paper's sampler draws by exp(-beta |d|) alone
     assert FitConfig.paper() == paper and FitConfig.fast() != paper
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        FitConfig(uniform_fraction=1.0)
     with pytest.raises(ValueError, match="batch_size=0"):
         FitConfig(batch_size=0)
     with pytest.raises(ValueError, match="schedule"):

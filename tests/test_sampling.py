@@ -60,6 +60,27 @@ def test_drawn_distances_follow_the_reweighted_pool():
     assert points.abs().max() <= 1
 
 
+@pytest.mark.parametrize("fraction", [0.01, 0.25])
+def test_uniform_fraction_mixes_in_the_plain_pool(fraction):
+    """uniform_fraction f: |d| follows (1 - f) x the reweighted pool + f x the pool itself."""
+    beta, n = 60.0, 100_000
+    sdf = Recorder(sphere)
+    _, d = importance_samples(sdf, n_samples=n, pool_size=400_000, beta=beta, seed=4, chunk=150_000,
+                              uniform_fraction=fraction)
+    pool = sdf.pool
+    edges = torch.cat([torch.linspace(0, 0.15, 61, dtype=torch.float64), torch.linspace(0.2, 1.2, 6).double()])
+    bins = lambda a: torch.bucketize(a.abs().double(), edges, right=True) - 1  # noqa: E731
+    reweighted = torch.exp(-beta * pool.abs())
+    mixture = (1 - fraction) * reweighted / reweighted.sum() + fraction / len(pool)
+    expected = torch.bincount(bins(pool), mixture, minlength=len(edges))
+    observed = torch.bincount(bins(d), minlength=len(edges)).double()
+    stat, dof = chi_square(observed, expected, n)
+    assert stat < dof + 6 * np.sqrt(2 * dof), (stat, dof)
+    # Far from the surface only the uniform share draws: the paper's sampler alone would not pass.
+    far = (d.abs() > 0.2).double().mean()
+    assert far == pytest.approx(fraction * float((pool.abs() > 0.2).double().mean()), rel=0.1)
+
+
 def test_chunks_are_drawn_in_proportion_to_their_weight():
     """Which chunk a draw comes from must follow the chunk's share of the total weight."""
     n, chunk = 100_000, 1000
@@ -92,6 +113,8 @@ def test_numpy_sdf_and_bad_arguments():
     assert d.dtype == torch.float32 and torch.allclose(d, sphere(points), atol=1e-6)
     with pytest.raises(ValueError, match="n_samples"):
         importance_samples(sphere, 0, 1000)
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        importance_samples(sphere, 10, 1000, uniform_fraction=1.0)
     with pytest.raises(ValueError, match="values for"):
         importance_samples(lambda p: p[:, 0][:-1], 10, 100)
     with pytest.raises(ValueError, match="NaN"):
