@@ -40,7 +40,7 @@ std::vector<int64_t> query_order(const T* points, int64_t n) {
             lo[k] = std::min(lo[k], points[3 * i + k]);
             hi[k] = std::max(hi[k], points[3 * i + k]);
         }
-    // Sort (code << 32 | index) words: no indirection in the comparisons.
+    // Sort (code << 32 | index) words: the index rides along with its code.
     std::vector<uint64_t> keyed(n);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -52,7 +52,16 @@ std::vector<int64_t> query_order(const T* points, int64_t n) {
         }
         keyed[i] = uint64_t(c) << 32 | uint64_t(i);
     }
-    std::sort(keyed.begin(), keyed.end());
+    // LSD radix sort on the 30-bit code, 10 bits a pass: linear, and several times faster than
+    // std::sort here (at 200k points the sort was ~15 % of a near-surface batch).
+    std::vector<uint64_t> scratch(n);
+    for (int shift = 32; shift < 62; shift += 10) {
+        int64_t count[1025] = {};
+        for (int64_t i = 0; i < n; ++i) ++count[((keyed[i] >> shift) & 1023) + 1];
+        for (int b = 0; b < 1024; ++b) count[b + 1] += count[b];
+        for (int64_t i = 0; i < n; ++i) scratch[count[(keyed[i] >> shift) & 1023]++] = keyed[i];
+        keyed.swap(scratch);
+    }
     for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int64_t>(keyed[i] & 0xFFFFFFFFu);
     return order;
 }
