@@ -17,7 +17,8 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kChunk = 256;
-constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
+constexpr int64_t kSortFrom = 4096;
+constexpr int64_t kPrefetch = 8;  // below this, sorting costs more than it saves
 
 // Spread the low 10 bits of x to every third bit.
 uint32_t spread_bits(uint32_t x) {
@@ -76,8 +77,11 @@ void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign
     for (int64_t start = 0; start < n; start += kChunk) {
         QueryCarry<T> carry;
         const int64_t end = std::min(n, start + kChunk);
-        for (int64_t k = start; k < end; ++k)
+        for (int64_t k = start; k < end; ++k) {
+            // Queries read their points in Morton order, i.e. scattered: fetch a few ahead.
+            if (k + kPrefetch < n) __builtin_prefetch(points + 3 * order[k + kPrefetch]);
             query_closest(m, points, order[k], sign_mode, beta, out_dist, out_points, out_face, &carry);
+        }
     }
 }
 
