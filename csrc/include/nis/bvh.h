@@ -4,11 +4,12 @@
 //
 // The tree is 4-wide: a node holds the boxes of its (up to) kWidth children,
 // axis-major, so one loop computes all four box tests (vector code on the CPU);
-// a leaf is one packet of kLanes triangles, tested the same way.
+// a leaf is one packet of kLanes triangles, tested the same way. Each child has
+// an axis-aligned box and an oriented one; its distance key is the larger of the two.
 //
-// Node boxes are float32 in both precisions, rounded outward at build time so
-// they contain the float64 triangles exactly: the float64 queries then prune
-// with exact bounds.
+// Axis-aligned boxes are float32 in both precisions, rounded outward at build time
+// so they contain the float64 triangles exactly: the float64 queries then prune
+// with exact bounds. Oriented boxes, packets and expansions come in each precision.
 #pragma once
 #include "common.h"
 #include "triangle.h"
@@ -97,6 +98,12 @@ NIS_HD const T* packet_at(const MeshView<T>& m, int32_t packet) {
     return m.packets + static_cast<int64_t>(packet) * kPacketSize;
 }
 
+// The three fields from `field` of one lane of a packet.
+template <typename T>
+NIS_HD Vec3<T> packet_vec3(const T* pk, int field, int lane) {
+    return make_vec3(pk[field * kLanes + lane], pk[(field + 1) * kLanes + lane], pk[(field + 2) * kLanes + lane]);
+}
+
 template <typename T>
 NIS_HD void load_triangle(const MeshView<T>& m, int32_t t, Vec3<T>& a, Vec3<T>& b, Vec3<T>& c) {
     const T* pk = packet_at(m, t / kLanes);
@@ -116,11 +123,6 @@ NIS_HD T segment_distance_sq(Vec3<T> q, Vec3<T> u, T inv_len_sq) {
 // distance to the plane when p projects inside the face, else the nearest of
 // the three edges. Used to pick the closest triangle; its closest point and
 // region then come from closest_point_on_triangle.
-template <typename T>
-NIS_HD Vec3<T> packet_vec3(const T* pk, int field, int lane) {
-    return make_vec3(pk[field * kLanes + lane], pk[(field + 1) * kLanes + lane], pk[(field + 2) * kLanes + lane]);
-}
-
 template <typename T>
 NIS_HD void packet_distance_sq(const T* pk, Vec3<T> p, T* out) {
     for (int k = 0; k < kLanes; ++k) {

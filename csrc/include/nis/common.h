@@ -11,8 +11,10 @@
 #define NIS_HD inline __attribute__((always_inline))
 #endif
 
-// Marks a loop over the lanes of a packet (4 triangles, 4 child boxes) for the
-// host compiler to vectorise; GCC would otherwise unroll small ones first.
+// Marks a short loop over the children of a node for the host compiler to
+// vectorise (GCC would otherwise unroll it first). Its body must be scalar
+// arithmetic: GCC's `omp simd` lowering gives up on Vec3 temporaries, which is
+// why the (longer) packet loop is left to the auto-vectoriser instead.
 #if defined(__CUDA_ARCH__) || !defined(_OPENMP)
 #define NIS_LANES
 #else
