@@ -161,6 +161,46 @@ def test_grid_through_edges_and_vertices_of_a_cube(dtype):
     assert np.abs(d[~off]).max() <= 1e-6
 
 
+def _tessellated_cube(n=8):
+    """The cube [-0.5, 0.5]^3, each face an n x n grid of quads split on a diagonal, outward faces."""
+    g = np.linspace(-0.5, 0.5, n + 1)
+    V, F = [], []
+    for axis in range(3):
+        for side in (-0.5, 0.5):
+            u, v = np.meshgrid(g, g, indexing="ij")
+            pts = np.zeros(u.shape + (3,))
+            pts[..., axis], pts[..., (axis + 1) % 3], pts[..., (axis + 2) % 3] = side, u, v
+            idx = len(V) + np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+            V.extend(pts.reshape(-1, 3))
+            a, b, c, d = idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]
+            for tri in (np.stack([a, b, c], -1), np.stack([a, c, d], -1)):
+                F.extend(tri.reshape(-1, 3))
+    V, F = np.array(V), np.array(F)
+    normal = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
+    centre = V[F].mean(1)
+    axis = np.abs(centre).argmax(1)  # the face's axis: the only coordinate at +-0.5
+    rows = np.arange(len(F))
+    flip = normal[rows, axis] * centre[rows, axis] < 0
+    F[flip] = F[flip][:, ::-1]
+    return V, F
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_faces_with_edges_along_the_normal(dtype):
+    """Axis-aligned flat patches whose longest edge lies along a child's mean normal: the oriented
+    box must still be a lower bound (its frame was once built from a rounding-noise direction)."""
+    V, F = _tessellated_cube()
+    sdf = nf.MeshSDF((V, F))
+    assert sdf.closed
+    rng = np.random.default_rng(6)
+    p = np.concatenate([rng.uniform(-0.7, 0.7, (3000, 3)), V[rng.integers(0, len(V), 3000)] +
+                        rng.normal(scale=0.02, size=(3000, 3)), [[0.0625, 0.0625, -0.5]]]).astype(dtype)
+    q = np.abs(p.astype(np.float64)) - 0.5
+    exact = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sdf.sdf(p), exact, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sign_next_to_vertices_and_edges_of_a_sphere(dtype):
     """Points just inside and just outside every vertex and edge midpoint of a closed mesh: the

@@ -292,8 +292,14 @@ void oriented_box(const std::vector<double>& tris, int64_t first, int64_t count,
     }
     V3 n = normalized(normal);
     if (length_sq(n) == 0) n = {0, 0, 1};
-    V3 u = normalized(longest - n * dot(longest, n));
-    if (length_sq(u) == 0) u = normalized(std::abs(n.x) < 0.9 ? cross(n, V3{1, 0, 0}) : cross(n, V3{0, 1, 0}));
+    // The box is a lower bound only if its axes are orthonormal. An edge along n leaves a
+    // projection that is rounding noise, not a direction: take any perpendicular then, and
+    // re-project once more so that u is perpendicular to n to rounding.
+    V3 perp = longest - n * dot(longest, n);
+    if (!(length_sq(perp) > 1e-6 * length_sq(longest)))
+        perp = std::abs(n.x) < 0.9 ? cross(n, V3{1, 0, 0}) : cross(n, V3{0, 1, 0});
+    V3 u = normalized(perp);
+    u = normalized(u - n * dot(u, n));
     const V3 axes[3] = {u, cross(n, u), n};
     double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
     for (int64_t i = 3 * first; i < 3 * (first + count); ++i)
@@ -471,6 +477,8 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     for (size_t i = 0; i < bd.nodes.size(); ++i)
         if (bd.nodes[i].leaf()) leaf_packet[i] = num_packets++;
     const int64_t slots = int64_t(num_packets) * kLanes;
+    // Leaf references and slots are int32 (see leaf_ref in bvh.h).
+    if (slots > INT32_MAX) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^29 leaves)");
     h.face_ids.assign(slots, -1);
     h.packets_d.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
     h.pseudonormals_d.assign(static_cast<size_t>(slots) * kPseudonormalSlots * 3, 0.0);

@@ -17,8 +17,8 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kChunk = 256;
-constexpr int64_t kSortFrom = 4096;
-constexpr int64_t kPrefetch = 8;  // below this, sorting costs more than it saves
+constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
+constexpr int64_t kPrefetch = 8;     // how many queries ahead a point is fetched
 
 // Spread the low 10 bits of x to every third bit.
 uint32_t spread_bits(uint32_t x) {
