@@ -142,6 +142,25 @@ def test_large_batches_keep_the_winding_sign(name, dtype):
     np.testing.assert_allclose(np.abs(d), sdf.closest(p)[0], rtol=0)
 
 
+def test_results_do_not_depend_on_the_thread_count():
+    """Queries run in fixed chunks (sign reuse restarts at each): any thread count, the same bits."""
+    from nis_fast._backend import native
+
+    mesh, sdf = _mesh("spot.obj"), _sdf("spot.obj")
+    p = _query_points(mesh.vertices, mesh.faces, 20000, seed=10)
+    before = native.cpu_threads()
+    try:
+        native.set_cpu_threads(1)
+        one = sdf.sdf(p), sdf.closest(p)
+        native.set_cpu_threads(3)
+        three = sdf.sdf(p), sdf.closest(p)
+    finally:
+        native.set_cpu_threads(before)
+    assert np.array_equal(one[0], three[0])
+    for a, b in zip(one[1], three[1]):
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_grid_through_edges_and_vertices_of_a_cube(dtype):
     """A cube sampled on a grid aligned with its faces, edges and vertices: the segments between
