@@ -62,9 +62,17 @@ class NeuralSDF:
             center = torch.as_tensor(self.transform.center, dtype=torch.float64, device=self.device)
             p = (p.double() - center) * self.transform.scale
         p = p.float()
-        with torch.set_grad_enabled(p.requires_grad):
-            d = torch.cat([network.forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)]) if len(p) \
-                else p.new_zeros(0)
+        if len(p) == 0:
+            d = p.new_zeros(0)
+        elif not p.requires_grad and p.device.type == "cpu":
+            # The native evaluator (the tracer's own forward, OpenMP): 5-7x torch eager on the CPU.
+            # CUDA keeps torch until that kernel has been checked on a GPU (benchmarks/gpu_suite.sh).
+            from . import decode
+
+            d = decode.eval_sdf(self.params, p)
+        else:
+            with torch.set_grad_enabled(p.requires_grad):
+                d = torch.cat([network.forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)])
         if space == "world":
             d = d / self.transform.scale
         d = d.reshape(shape)

@@ -110,6 +110,20 @@ def test_short_fit_reaches_small_error(sdf):
     assert math.isfinite(shape.metadata["recipe"]["final_loss"])
 
 
+def test_sdf_native_evaluation_matches_the_torch_forward():
+    """No-grad CPU queries take the native evaluator; with requires_grad, torch: the same values."""
+    shape = nf.NeuralSDF(network.glorot_uniform(3), Normalization(np.array([1.0, -2.0, 0.5]), 0.7))
+    p = torch.from_numpy(np.random.default_rng(1).uniform(-3, 3, (5000, 3)))
+    native = shape.sdf(p)
+    torch_path = shape.sdf(p.clone().requires_grad_())
+    assert native.dtype == torch_path.dtype and not native.requires_grad and torch_path.requires_grad
+    torch.testing.assert_close(native, torch_path.detach(), rtol=1e-5, atol=1e-6)
+    unit = shape.sdf(p.float(), space="unit")
+    reference = network.forward_torch(shape.params, p.float())
+    torch.testing.assert_close(unit, reference, rtol=1e-5, atol=1e-6)
+    assert shape.sdf(np.zeros((0, 3))).shape == (0,)
+
+
 def test_world_space_scales_distances(tmp_path):
     config = FitConfig(pool_size=10_000, n_samples=2000, epochs=1, threads=1)
     shape = nf.fit(sphere, config, device="cpu", progress=False)
