@@ -47,6 +47,7 @@ void bind_mesh(py::module_& m) {
         .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.num_faces; })
         .def_property_readonly("depth", [](const MeshBvh& b) { return b.host.depth; })
         .def_property_readonly("closed", [](const MeshBvh& b) { return b.host.closed; })
+        .def_property_readonly("pseudonormal_exact", [](const MeshBvh& b) { return b.host.pseudonormal_exact; })
         .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })
         .def("upload_cuda",
              [](MeshBvh& b) {

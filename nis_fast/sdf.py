@@ -90,6 +90,18 @@ class MeshSDF:
         """True when every edge lies in exactly two faces walked in opposite directions."""
         return bool(self._bvh.closed)
 
+    @property
+    def pseudonormal_exact(self) -> bool:
+        """True when the pseudonormal sign provably equals the winding-number sign.
+
+        The mesh is closed, manifold at every vertex, free of self-intersections (checked
+        conservatively: faces that come within rounding of each other count as meeting),
+        free of degenerate faces and nearly folded edges, and has winding number 0 on the
+        front side of every connected piece. ``sign="winding"`` then takes the (cheaper)
+        pseudonormal sign, except within rounding of the surface.
+        """
+        return bool(self._bvh.pseudonormal_exact)
+
     def __repr__(self):
         return (f"MeshSDF({self.mesh.name}, {self._bvh.num_faces} faces, {self._bvh.num_nodes} nodes, "
                 f"depth {self._bvh.depth}, space={self.space!r}, cuda={self._bvh.on_cuda})")

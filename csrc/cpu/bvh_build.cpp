@@ -161,45 +161,84 @@ V3 normalized(V3 v) {
 }
 double angle_between(V3 u, V3 v) { return std::atan2(length(cross(u, v)), dot(u, v)); }
 
+// What the edge pairing tells about the mesh.
+struct Topology {
+    bool closed = true;  // every edge in exactly two faces, walked in opposite directions; no face repeats an index
+    // Per BVH-order triangle: 1 when it touches a vertex where the pseudonormal sign is not
+    // robust to the rounding of the closest point (or not right at all): a pinched vertex
+    // (its faces form several fans), a vertex of a degenerate face, or a vertex with two faces
+    // turned within ~8 degrees of opposite (a fold or a thin spike: near it, rounding can pick
+    // the face on the far side).
+    std::vector<uint8_t> pseudonormal_unsafe;
+};
+
 // Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), per BVH-order triangle.
 // Edges are matched by sorting (face, corner) slots on their undirected key,
-// which also tells whether the mesh is closed: every edge in exactly two faces,
-// walked in opposite directions, and no face repeating an index.
-bool compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
+// which also gives the mesh's Topology; the corners that two faces share across
+// an edge are joined, so a vertex whose corners end up in one set has one fan.
+Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& out) {
     std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0}), edge_n(3 * nf);
     std::vector<std::pair<uint64_t, int64_t>> edges(3 * nf);  // (undirected key, 3 * face + corner)
-    bool closed = true;
+    Topology topo;
+    std::vector<uint8_t> unsafe_vertex(nv, 0);
     for (int64_t f = 0; f < nf; ++f) {
         const int32_t* idx = bd.F + 3 * f;
         const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
         const V3 n = normalized(cross(p[1] - p[0], p[2] - p[0]));
         face_n[f] = n;
+        if (!(length_sq(n) > 0.5))
+            for (int c = 0; c < 3; ++c) unsafe_vertex[idx[c]] = 1;
         for (int c = 0; c < 3; ++c) {
             const V3 u = p[(c + 1) % 3] - p[c], w = p[(c + 2) % 3] - p[c];
             vert_n[idx[c]] = vert_n[idx[c]] + n * angle_between(u, w);
             const uint32_t i = idx[c], j = idx[(c + 1) % 3];
-            closed = closed && i != j;
+            topo.closed = topo.closed && i != j;
             edges[3 * f + c] = {i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i), 3 * f + c};
         }
     }
     std::sort(edges.begin(), edges.end());
+    std::vector<int64_t> corner_set(3 * nf);
+    for (int64_t i = 0; i < 3 * nf; ++i) corner_set[i] = i;
     for (size_t g = 0; g < edges.size();) {
         size_t e = g;
         V3 sum{0, 0, 0};
         for (; e < edges.size() && edges[e].first == edges[g].first; ++e) sum = sum + face_n[edges[e].second / 3];
         for (size_t k = g; k < e; ++k) edge_n[edges[k].second] = sum;
         if (e - g != 2) {
-            closed = false;
+            topo.closed = false;
         } else {  // the two faces must walk the edge in opposite directions
             const int64_t s0 = edges[g].second, s1 = edges[g + 1].second;
-            closed = closed && bd.F[s0] != bd.F[s1];
+            topo.closed = topo.closed && bd.F[s0] != bd.F[s1];
+            // Slot s walks from corner s to the next corner of its face: join the corners of the
+            // two faces at each end of the edge.
+            const auto next = [](int64_t s) { return s - s % 3 + (s % 3 + 1) % 3; };
+            corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next(s1));
+            corner_set[union_find_root(corner_set, next(s0))] = union_find_root(corner_set, s1);
         }
         g = e;
     }
+    // Faces around each vertex (corners bucketed by vertex), compared pairwise.
+    std::vector<int64_t> first(nv + 1, 0), corners(3 * nf);
+    for (int64_t s = 0; s < 3 * nf; ++s) ++first[bd.F[s] + 1];
+    for (int64_t v = 0; v < nv; ++v) first[v + 1] += first[v];
+    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    for (int64_t s = 0; s < 3 * nf; ++s) corners[fill[bd.F[s]]++] = s;
+    for (int64_t v = 0; v < nv; ++v)
+        for (int64_t i = first[v]; i < first[v + 1] && !unsafe_vertex[v]; ++i)
+            for (int64_t j = i + 1; j < first[v + 1]; ++j)
+                if (dot(face_n[corners[i] / 3], face_n[corners[j] / 3]) < -0.99) unsafe_vertex[v] = 1;
+    std::vector<int64_t> fan(nv, -1);
+    for (int64_t s = 0; s < 3 * nf; ++s) {
+        const int64_t root = union_find_root(corner_set, s), v = bd.F[s];
+        if (fan[v] < 0) fan[v] = root;
+        if (fan[v] != root) unsafe_vertex[v] = 1;
+    }
+    topo.pseudonormal_unsafe.resize(nf);
     out.resize(static_cast<size_t>(nf) * kPseudonormalSlots * 3);
     for (int64_t i = 0; i < nf; ++i) {
         const int32_t f = bd.order[i];
         const int32_t* idx = bd.F + 3 * int64_t(f);
+        topo.pseudonormal_unsafe[i] = unsafe_vertex[idx[0]] | unsafe_vertex[idx[1]] | unsafe_vertex[idx[2]];
         V3 slots[kPseudonormalSlots];
         slots[kRegionFace] = face_n[f];
         slots[kRegionVertA] = vert_n[idx[0]];
@@ -210,7 +249,7 @@ bool compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vecto
         slots[kRegionEdgeCA] = edge_n[3 * int64_t(f) + 2];
         for (int s = 0; s < kPseudonormalSlots; ++s) store3(out.data(), i * kPseudonormalSlots + s, normalized(slots[s]));
     }
-    return closed;
+    return topo;
 }
 
 // Far-field expansion of each binary node over its contiguous triangle range.
@@ -468,7 +507,8 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
         for (int c = 0; c < 3; ++c)
             for (int k = 0; k < 3; ++k) tris[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
     std::vector<double> pseudonormals, fwn;
-    h.closed = compute_pseudonormals(bd, nv, nf, pseudonormals);
+    const Topology topo = compute_pseudonormals(bd, nv, nf, pseudonormals);
+    h.closed = topo.closed;
     compute_fwn(bd, tris, fwn);
 
     // Give every leaf a packet of its own: leaf triangles move to slots from kLanes * (leaf number).
@@ -482,6 +522,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     h.face_ids.assign(slots, -1);
     h.packets_d.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
     h.pseudonormals_d.assign(static_cast<size_t>(slots) * kPseudonormalSlots * 3, 0.0);
+    h.pseudonormal_unsafe.assign(slots, 1);
     for (size_t i = 0; i < bd.nodes.size(); ++i) {
         const BinaryNode& n = bd.nodes[i];
         if (!n.leaf()) continue;
@@ -493,6 +534,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
             if (lane < n.count) {
                 fill_packet_lane(packet, lane, a, b, c);
                 h.face_ids[slot + lane] = bd.order[t];
+                h.pseudonormal_unsafe[slot + lane] = topo.pseudonormal_unsafe[t];
                 std::copy_n(pseudonormals.data() + t * kPseudonormalSlots * 3, kPseudonormalSlots * 3,
                             h.pseudonormals_d.data() + (slot + lane) * kPseudonormalSlots * 3);
             } else {
@@ -513,19 +555,22 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
     for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
+    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, nv);
     return h;
 }
 
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
-    return {nodes.data(), packets_f.data(), child_boxes_f.data(), face_ids.data(), pseudonormals_f.data(), fwn_f.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+    return {nodes.data(), packets_f.data(), child_boxes_f.data(), face_ids.data(), pseudonormals_f.data(),
+            pseudonormal_unsafe.data(), fwn_f.data(),
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
             float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
-    return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormals_d.data(), fwn_d.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed,
+    return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormals_d.data(),
+            pseudonormal_unsafe.data(), fwn_d.data(),
+            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
             scale, 1.0 / scale};
 }
 

@@ -83,10 +83,19 @@ struct MeshView {
     const T* child_boxes;       // [num_nodes, kBoxSize, kWidth]: oriented box of each child
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
     const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
+    // [num_slots]: 1 where the pseudonormal sign near the triangle is unsafe (it touches a
+    // pinched vertex, a degenerate face or a nearly folded edge; unused lanes).
+    const uint8_t* pseudonormal_unsafe;
     const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
     int32_t num_nodes;
     int32_t num_slots;
     bool closed;  // every edge shared by exactly two faces, in opposite directions
+    // Closed, embedded (no face meets another except at shared edges and vertices), and
+    // winding number 0 on the front side of every connected piece. Then off the surface the
+    // winding number is 0 or 1 and equals the pseudonormal sign (Baerentzen & Aanaes 2005),
+    // which the winding-sign queries then use: at distances well above rounding, and where
+    // the closest triangle is not pseudonormal_unsafe.
+    bool pseudonormal_exact;
     // The BVH holds the mesh times `scale`, a power of two that brings its largest
     // coordinate magnitude to [1, 2): exact, and it keeps the fourth powers in the triangle maths away
     // from float underflow/overflow at tiny or huge coordinates. Queries scale in and out.

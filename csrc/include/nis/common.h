@@ -39,6 +39,8 @@ template <typename T> NIS_HD Vec3<T> cross(Vec3<T> a, Vec3<T> b) {
 }
 template <typename T> NIS_HD T length_sq(Vec3<T> a) { return dot(a, a); }
 template <typename T> NIS_HD T length(Vec3<T> a) { return std::sqrt(dot(a, a)); }
+// Machine epsilon of float and double.
+template <typename T> NIS_HD T machine_eps() { return sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16); }
 template <typename T> NIS_HD T nis_min(T a, T b) { return a < b ? a : b; }
 template <typename T> NIS_HD T nis_max(T a, T b) { return a > b ? a : b; }
 template <typename T> NIS_HD T nis_clamp(T v, T lo, T hi) { return v < lo ? lo : (v > hi ? hi : v); }

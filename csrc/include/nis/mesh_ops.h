@@ -15,11 +15,13 @@ namespace nis {
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
+    std::vector<uint8_t> pseudonormal_unsafe;  // per slot, see MeshView
     std::vector<float> packets_f, child_boxes_f, pseudonormals_f, fwn_f;
     std::vector<double> packets_d, child_boxes_d, pseudonormals_d, fwn_d;
     int64_t num_faces = 0;
     int32_t depth = 0;
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
+    bool pseudonormal_exact = false;  // see MeshView
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
 
     template <typename T> MeshView<T> view() const;
@@ -27,6 +29,20 @@ struct MeshBvhHost {
 
 // vertices [nv, 3] float64, faces [nf, 3] int32 (indices already validated).
 MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size);
+
+// Whether a closed mesh (with the faces it was built from) is embedded (no two faces meet
+// except at the edges and vertices they share) and every connected piece has winding
+// number 0 on its front side: then MeshView::pseudonormal_exact holds. Conservative:
+// faces nearer than rounding count as meeting. Also marks pseudonormal_unsafe the faces
+// that come nearer than float32 can resolve to a face they share no vertex with.
+// cpu/embedding.cpp.
+bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, int64_t nv);
+
+// The representative of i's set in a union-find forest (with path halving).
+inline int64_t union_find_root(std::vector<int64_t>& parent, int64_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+}
 
 namespace cpu {
 template <typename T>

@@ -47,15 +47,36 @@ struct QueryCarry {
 // The fast winding number is the fallback, and the only method on other meshes.
 template <typename T>
 NIS_HD bool balls_overlap(const SignAnchor<T>& a, Vec3<T> p, T dist) {
-    const T margin = T(256) * (sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16));
+    const T margin = T(256) * machine_eps<T>();
     const T reach = (dist + a.dist) * (T(1) - margin) - margin;
     return a.dist >= T(0) && reach > T(0) && length_sq(p - a.point) < reach * reach;
 }
 
-// `carry` is null where queries do not run in sequence (a CUDA thread): the
-// sign then comes from the fast winding number alone.
 template <typename T>
-NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta, QueryCarry<T>* carry) {
+NIS_HD void remember_anchor(QueryCarry<T>* carry, Vec3<T> p, T dist, int32_t winding) {
+    carry->anchor[carry->next] = {p, dist, winding};
+    carry->next = (carry->next + 1) % kAnchors;
+}
+
+// Where the pseudonormal sign is exact (MeshView::pseudonormal_exact) it is used for points
+// farther than this from the surface (BVH frame): nearer, the rounding of the closest point
+// could put it in the wrong feature (face, edge, vertex) of its triangle. With faces folded
+// at most to ~6 degrees, that takes a point ~1e3 times nearer than this.
+template <typename T>
+NIS_HD T pseudonormal_min_distance() {
+    return T(2048) * machine_eps<T>();
+}
+
+// `carry` is null where queries do not run in sequence (a CUDA thread): the
+// sign then comes from the pseudonormal or the fast winding number alone.
+template <typename T>
+NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit, T dist, T beta,
+                                QueryCarry<T>* carry) {
+    if (m.pseudonormal_exact && dist >= pseudonormal_min_distance<T>() && !m.pseudonormal_unsafe[hit.tri]) {
+        const bool inside = pseudonormal_sign(m, p, hit) < T(0);
+        if (carry) remember_anchor(carry, p, dist, inside ? 1 : 0);
+        return inside;
+    }
     if (!carry || !m.closed) return winding_number(m, p, beta) > T(0.5);
     bool known = false;
     int32_t w = 0;
@@ -71,8 +92,7 @@ NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, T dist, T beta,
         w = newest.winding + change;
     }
     if (!known) w = static_cast<int32_t>(std::floor(winding_number(m, p, beta) + T(0.5)));
-    carry->anchor[carry->next] = {p, dist, w};
-    carry->next = (carry->next + 1) % kAnchors;
+    remember_anchor(carry, p, dist, w);
     return w > 0;
 }
 
@@ -84,7 +104,7 @@ NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int3
     T dist = std::sqrt(hit.dist_sq);
     if (carry) carry->tri = hit.tri;
     if (sign_mode == kSignWinding) {
-        if (winding_sign_inside(m, p, dist, beta, carry)) dist = -dist;
+        if (winding_sign_inside(m, p, hit, dist, beta, carry)) dist = -dist;
     } else if (sign_mode == kSignPseudonormal) {
         dist *= pseudonormal_sign(m, p, hit);
     }

@@ -89,7 +89,7 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
 // count it twice or miss it); the caller then evaluates the winding number.
 template <typename T>
 NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b, bool& clear) {
-    const T unit = sizeof(T) == 4 ? T(1.1920929e-07) : T(2.220446049250313e-16);  // machine epsilon
+    const T unit = machine_eps<T>();
     const Vec3<T> d = b - a;
     const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
     const T t_end = T(1) + T(256) * unit;  // boxes touching the segment's end count too

@@ -1,0 +1,281 @@
+// Whether the pseudonormal sign of a closed mesh equals its winding-number sign
+// (MeshView::pseudonormal_exact): the mesh must not intersect itself, and every
+// connected piece must have winding number 0 on its front side.
+//
+// Why that suffices: a closed, embedded, consistently oriented surface piece
+// splits space in two, and crossing it against its normal raises the winding
+// number by exactly 1. The other pieces do not cross it, so the winding number
+// on its front side is one integer all along it; when that is 0, the back side
+// has 1, and the side of the closest point's pseudonormal is the sign.
+//
+// Every test here is conservative, and any doubt answers "not exact", which only
+// sends the queries to the winding number. Triangles meet when they come within
+// kRounding of each other (the BVH frame has coordinates below 2). Triangles
+// without a common vertex that come within kApart are marked pseudonormal_unsafe:
+// float32 closest points are only good to ~1e-6, and a query beside a sheet that
+// thin could take the far side for the near one, with the opposite pseudonormal.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "nis/mesh_ops.h"
+#include "nis/winding.h"
+
+namespace nis {
+namespace {
+
+using V3 = Vec3<double>;
+constexpr double kApart = 1.0 / 65536;
+constexpr double kRounding = 1e-12;
+
+// [lo, hi] of the projections of a triangle on an axis.
+void project(const V3* t, V3 axis, double& lo, double& hi) {
+    const double a = dot(t[0], axis), b = dot(t[1], axis), c = dot(t[2], axis);
+    lo = std::min(a, std::min(b, c));
+    hi = std::max(a, std::max(b, c));
+}
+
+bool separated_on(V3 axis, const V3* t1, const V3* t2, double margin) {
+    const double len = length(axis);
+    if (!(len > 0)) return false;
+    double lo1, hi1, lo2, hi2;
+    project(t1, axis, lo1, hi1);
+    project(t2, axis, lo2, hi2);
+    const double gap = margin * len;
+    return hi1 < lo2 - gap || hi2 < lo1 - gap;
+}
+
+// Triangles with no vertex in common: apart when one of the separating-axis
+// candidates separates them by more than `margin` (face normals, edge-edge
+// cross products, and the in-plane edge normals for the coplanar case: a
+// complete set for two triangles).
+bool disjoint_triangles_apart(const V3* t1, const V3* t2, double margin) {
+    const V3 e1[3] = {t1[1] - t1[0], t1[2] - t1[1], t1[0] - t1[2]};
+    const V3 e2[3] = {t2[1] - t2[0], t2[2] - t2[1], t2[0] - t2[2]};
+    const V3 n1 = cross(e1[0], e1[1]), n2 = cross(e2[0], e2[1]);
+    if (separated_on(n1, t1, t2, margin) || separated_on(n2, t1, t2, margin)) return true;
+    for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j)
+            if (separated_on(cross(e1[i], e2[j]), t1, t2, margin)) return true;
+        if (separated_on(cross(n1, e1[i]), t1, t2, margin) || separated_on(cross(n2, e2[i]), t1, t2, margin))
+            return true;
+    }
+    return false;
+}
+
+// Strictly on one side of the plane through the origin with normal n (margin kRounding).
+bool strictly_one_side(V3 n, V3 x, V3 y) {
+    const double gap = kRounding * length(n);
+    const double sx = dot(n, x), sy = dot(n, y);
+    return (sx > gap && sy > gap) || (sx < -gap && sy < -gap);
+}
+
+// u within the cone spanned by b and c (all relative to the shared vertex, n = b x c), with a margin.
+bool in_cone(V3 u, V3 b, V3 c, V3 n) {
+    const double gap = kRounding * length(u) * length(n);
+    return dot(cross(b, u), n) >= -gap && dot(cross(u, c), n) >= -gap;
+}
+
+// Triangles (0, b1, c1) and (0, b2, c2) sharing the vertex at the origin: apart
+// when they meet nowhere else.
+bool fan_triangles_apart(V3 b1, V3 c1, V3 b2, V3 c2) {
+    const V3 n1 = cross(b1, c1), n2 = cross(b2, c2);
+    // One triangle strictly on one side of the other's plane: they meet at the origin only.
+    if (strictly_one_side(n1, b2, c2) || strictly_one_side(n2, b1, c1)) return true;
+    const V3 dir = cross(n1, n2);
+    if (length(dir) > 1e-6 * length(n1) * length(n2)) {
+        // Both cross each other's plane: they can only share the line through the origin
+        // along dir, and do beyond the origin when dir (or -dir) lies in both cones.
+        const V3 back = dir * -1.0;
+        return !(in_cone(dir, b1, c1, n1) && in_cone(dir, b2, c2, n2)) &&
+               !(in_cone(back, b1, c1, n1) && in_cone(back, b2, c2, n2));
+    }
+    // Nearly coplanar: apart when the plane through the normal and an edge e of one triangle
+    // has the other triangle on its far side, touching it at most along the ray opposite e
+    // (fans around a vertex have opposite triangles with opposite edges).
+    const V3 sides[2][2] = {{b1, c1}, {b2, c2}};
+    for (int a = 0; a < 2; ++a) {
+        for (int k = 0; k < 2; ++k) {
+            const V3 e = sides[a][k], side = cross(n1, e);
+            const double gap = kRounding * length(side), own = dot(side, sides[a][1 - k]);
+            if (!(std::abs(own) > gap)) continue;
+            bool far_side = true;
+            for (const V3& x : sides[1 - a]) {
+                const double v = own > 0 ? dot(side, x) : -dot(side, x);  // > 0 on the side of triangle a
+                far_side = far_side && (v < -gap || (v <= gap && dot(x, e) < 0));
+            }
+            if (far_side) return true;
+        }
+    }
+    return false;
+}
+
+// Triangles (a, b, c1) and (a, b, c2) sharing the edge ab: apart when they meet only along it.
+bool edge_triangles_apart(V3 a, V3 b, V3 c1, V3 c2) {
+    const V3 n1 = cross(b - a, c1 - a);
+    const double off = dot(n1, c2 - a);
+    if (std::abs(off) > kRounding * length(n1)) return true;  // c2 off the plane of the first
+    // Coplanar: apart when c1 and c2 lie on opposite sides of the line ab.
+    return dot(cross(b - a, c2 - a), n1) < -kRounding * length(n1) * length(b - a);
+}
+
+enum class Pair { kApart, kNear, kMeet };  // kNear: no common vertex, within kApart
+
+struct PairTester {
+    const MeshView<double>& m;
+    const int32_t* faces;
+
+    void triangle(int32_t slot, V3* t, int32_t* idx) const {
+        load_triangle(m, slot, t[0], t[1], t[2]);
+        for (int c = 0; c < 3; ++c) idx[c] = faces[3 * int64_t(m.face_ids[slot]) + c];
+    }
+
+    Pair classify(int32_t s1, int32_t s2) const {
+        V3 t1[3], t2[3];
+        int32_t i1[3], i2[3];
+        triangle(s1, t1, i1);
+        triangle(s2, t2, i2);
+        int shared = 0, c1 = -1, c2 = -1;  // corners of the (last) shared vertex
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j)
+                if (i1[i] == i2[j]) {
+                    ++shared;
+                    c1 = i;
+                    c2 = j;
+                }
+        const auto verdict = [](bool apart) { return apart ? Pair::kApart : Pair::kMeet; };
+        if (shared == 0) {
+            if (disjoint_triangles_apart(t1, t2, kApart)) return Pair::kApart;
+            return disjoint_triangles_apart(t1, t2, kRounding) ? Pair::kNear : Pair::kMeet;
+        }
+        if (shared == 1) {
+            const V3 o = t1[c1];
+            return verdict(fan_triangles_apart(t1[(c1 + 1) % 3] - o, t1[(c1 + 2) % 3] - o, t2[(c2 + 1) % 3] - o,
+                                               t2[(c2 + 2) % 3] - o));
+        }
+        if (shared == 2) {
+            // The unshared corners; the shared edge runs between the other two of t1.
+            int u1 = 0, u2 = 0;
+            for (int i = 0; i < 3; ++i) {
+                bool in2 = false, in1 = false;
+                for (int j = 0; j < 3; ++j) {
+                    in2 = in2 || i1[i] == i2[j];
+                    in1 = in1 || i2[i] == i1[j];
+                }
+                if (!in2) u1 = i;
+                if (!in1) u2 = i;
+            }
+            return verdict(edge_triangles_apart(t1[(u1 + 1) % 3], t1[(u1 + 2) % 3], t1[u1], t2[u2]));
+        }
+        return Pair::kMeet;  // the same three vertices twice
+    }
+};
+
+// No two triangles meet except where they share vertices (a leaf against every leaf whose
+// box comes within kApart of its own, each pair once); marks the kNear ones unsafe.
+bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* faces, std::vector<uint8_t>& unsafe) {
+    const PairTester tester{m, faces};
+    const int32_t packets = m.num_slots / kLanes;
+    std::atomic<bool> apart{true};
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int32_t p = 0; p < packets; ++p) {
+        if (!apart.load(std::memory_order_relaxed)) continue;
+        int count = 0;
+        double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+        for (int lane = 0; lane < kLanes; ++lane) {
+            if (m.face_ids[p * kLanes + lane] < 0) break;
+            ++count;
+            V3 t[3];
+            load_triangle(m, p * kLanes + lane, t[0], t[1], t[2]);
+            for (const V3& v : t) {
+                const double c[3] = {v.x, v.y, v.z};
+                for (int k = 0; k < 3; ++k) {
+                    lo[k] = std::min(lo[k], c[k] - kApart);
+                    hi[k] = std::max(hi[k], c[k] + kApart);
+                }
+            }
+        }
+        std::vector<int32_t> stack{0};
+        while (!stack.empty() && apart.load(std::memory_order_relaxed)) {
+            const int32_t ref = stack.back();
+            stack.pop_back();
+            if (child_is_leaf(ref)) {
+                const int32_t q = leaf_packet(ref);
+                if (q < p) continue;  // that pair is tested from q's side
+                for (int i = 0; i < count; ++i)
+                    for (int j = q == p ? i + 1 : 0; j < leaf_count(ref); ++j) {
+                        const int32_t s1 = p * kLanes + i, s2 = q * kLanes + j;
+                        const Pair pair = tester.classify(s1, s2);
+                        if (pair == Pair::kMeet) apart = false;
+                        if (pair == Pair::kNear) {
+#pragma omp atomic write
+                            unsafe[s1] = 1;
+#pragma omp atomic write
+                            unsafe[s2] = 1;
+                        }
+                    }
+                continue;
+            }
+            const BvhNode& n = h.nodes[ref];
+            for (int k = 0; k < kWidth; ++k) {
+                bool overlap = n.child[k] != kEmptyChild;
+                for (int axis = 0; axis < 3; ++axis)
+                    overlap = overlap && n.lo[axis][k] <= hi[axis] && n.hi[axis][k] >= lo[axis];
+                if (overlap) stack.push_back(n.child[k]);
+            }
+        }
+    }
+    return apart;
+}
+
+// Winding number 0 just in front of every connected piece, probed off the middle of its
+// largest triangle at a distance that the closest-point query confirms is surface-free.
+bool front_sides_at_zero(const MeshView<double>& m, const int32_t* faces, int64_t nv) {
+    std::vector<int64_t> piece(nv);
+    for (int64_t v = 0; v < nv; ++v) piece[v] = v;
+    for (int32_t s = 0; s < m.num_slots; ++s) {
+        if (m.face_ids[s] < 0) continue;
+        const int32_t* f = faces + 3 * int64_t(m.face_ids[s]);
+        for (int c = 1; c < 3; ++c) piece[union_find_root(piece, f[c])] = union_find_root(piece, f[0]);
+    }
+    std::vector<int32_t> largest(nv, -1);  // per piece root: the slot of its largest triangle
+    std::vector<double> area(nv, 0.0);
+    for (int32_t s = 0; s < m.num_slots; ++s) {
+        if (m.face_ids[s] < 0) continue;
+        V3 a, b, c;
+        load_triangle(m, s, a, b, c);
+        const int64_t root = union_find_root(piece, faces[3 * int64_t(m.face_ids[s])]);
+        const double twice_area = length(cross(b - a, c - a));
+        if (twice_area > area[root]) {
+            area[root] = twice_area;
+            largest[root] = s;
+        }
+    }
+    for (int64_t root = 0; root < nv; ++root) {
+        const int32_t s = largest[root];
+        if (s < 0) continue;
+        V3 a, b, c;
+        load_triangle(m, s, a, b, c);
+        const V3 centre = (a + b + c) * (1.0 / 3.0), n = cross(b - a, c - a) * (1.0 / area[root]);
+        bool probed = false;
+        for (double offset = 1e-3 * std::sqrt(area[root]); offset > 1e-9 && !probed; offset *= 0.125) {
+            const V3 q = centre + n * offset;
+            const double dist = std::sqrt(closest_point_on_mesh(m, q, s).dist_sq);
+            if (dist < offset * (1 - 1e-6)) continue;  // another piece is nearer: come closer
+            probed = true;
+            if (std::abs(winding_number(m, q, 2.0)) > 0.25) return false;
+        }
+        if (!probed) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, int64_t nv) {
+    const MeshView<double> m = h.view<double>();
+    return h.closed && embedded(h, m, faces, h.pseudonormal_unsafe) && front_sides_at_zero(m, faces, nv);
+}
+
+}  // namespace nis
