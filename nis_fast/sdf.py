@@ -39,6 +39,12 @@ meshes (every edge in exactly two oppositely oriented faces: ``closed``) the
 winding number is an integer off the surface, and big batches carry it from
 point to point (exactly: through overlapping empty balls, or by counting the
 triangles a short segment crosses, with the fast winding number as fallback).
+When the mesh is moreover embedded (no face meets another except at shared
+edges and vertices) with winding number 0 in front of every connected piece
+(``pseudonormal_exact``, checked once at build), the winding number is 0 or 1
+and equals the pseudonormal sign, which ``sign="winding"`` then takes for
+points beyond rounding of the surface whose closest face is not next to a
+pinched vertex, a fold or spike, or a sheet nearer than float32 resolves.
 
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
