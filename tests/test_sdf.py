@@ -594,6 +594,22 @@ def _pinched_tetrahedra():
     return V, F
 
 
+def _pinched_spheres(radius, flip, outside):
+    """A unit sphere and a smaller one (turned, so the two fans at the pinch are not coplanar)
+    sharing one vertex: at the top of the first and the bottom (outside) or top (inside) of the
+    second. Joined at a vertex only, they are separate pieces with separate front sides."""
+    turn = np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+    VA, FA = _sphere()
+    VB, FB = _sphere(radius, flip=flip, subdivisions=1)
+    VB = VB @ turn.T
+    ia, ib = VA[:, 2].argmax(), (VB[:, 2].argmin() if outside else VB[:, 2].argmax())
+    VB = VB - VB[ib] + VA[ia]
+    index = np.arange(len(VB)) + len(VA)
+    index[ib] = ia
+    index[np.arange(len(VB)) > ib] -= 1
+    return np.concatenate([VA, np.delete(VB, ib, 0)]), np.concatenate([FA, index[FB]])
+
+
 # name: (mesh, whether the pseudonormal sign is exact on it)
 SIGN_CASES = {
     "sphere": (lambda: _sphere(), True),
@@ -601,14 +617,21 @@ SIGN_CASES = {
     "shell: a sphere with a reversed one inside": (lambda: _pieces(_sphere(), _sphere(0.5, flip=True)), True),
     "thin wedge": (_thin_wedge, True),
     "tetrahedra pinched at a vertex": (_pinched_tetrahedra, True),
+    "cavity pinched to the inside of a sphere": (lambda: _pinched_spheres(0.5, flip=True, outside=False), True),
+    # Winding number -1 inside the inside-out sphere, 2 inside the inner one.
+    "inside-out sphere pinched to a sphere": (lambda: _pinched_spheres(0.5, flip=True, outside=True), False),
+    "sphere pinched to the inside of a sphere": (lambda: _pinched_spheres(0.5, flip=False, outside=False), False),
     # Winding number 2 inside the inner sphere: 1 on the inner sphere's front side.
     "nested spheres of the same orientation": (lambda: _pieces(_sphere(), _sphere(0.5)), False),
     # Winding number -1 inside: the front side is not at 0.
     "inside-out sphere": (lambda: _sphere(flip=True), False),
     "overlapping spheres": (lambda: _pieces(_sphere(), _sphere(center=(1, 0, 0))), False),
-    # Top and bottom share no vertex and lie nearer than float32 can separate: they are marked
+    # The facing sides share no vertex and lie nearer than float32 can separate: they are marked
     # unsafe, and the sign beside them comes from the winding number.
-    "plate thinner than float32 rounding": (lambda: _box([0, 0, 0], [1, 1, 1e-8]), True),
+    "boxes nearer than float32 resolves": (lambda: _pieces(_box([0, 0, 0], [1, 1, 1]),
+                                                           _box([1 + 1e-8, 0, 0], [2, 1, 1])), True),
+    # Its sides are slivers (corner angles of 1e-8), where the pair tests cannot be trusted.
+    "plate thinner than float32 rounding": (lambda: _box([0, 0, 0], [1, 1, 1e-8]), False),
     "boxes touching along a face": (lambda: _pieces(_box([0, 0, 0], [1, 1, 1]), _box([1, 0, 0], [2, 1, 1])), False),
     "a sphere and its reversed copy": (lambda: _pieces(_sphere(), _sphere(flip=True)), False),
     "open sphere": (lambda: (_sphere()[0], _sphere()[1][1:]), False),
@@ -657,3 +680,21 @@ def test_the_shared_watertight_meshes_get_the_pseudonormal_sign():
         assert _sdf(name).pseudonormal_exact, name
     assert _sdf("two-boxes-bad-self-union.ply").closed
     assert not _sdf("two-boxes-bad-self-union.ply").pseudonormal_exact
+
+
+def test_high_valence_fans_give_up_the_certificate_instead_of_the_build_time():
+    """Every face at a vertex of degree N is tested against the other N - 1: a cone whose side and
+    base are fans of 3000 faces would take 1e7 pair tests. The test budget (64 per face) runs out,
+    the mesh keeps the winding-number sign, and the signs stay right."""
+    n = 3000
+    angle = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ring = np.stack([np.cos(angle), np.sin(angle), np.zeros(n)], 1)
+    V = np.concatenate([ring, [[0, 0, 1], [0, 0, 0]]])
+    k = np.arange(n)
+    F = np.concatenate([np.stack([k, (k + 1) % n, np.full(n, n)], 1), np.stack([(k + 1) % n, k, np.full(n, n + 1)], 1)])
+    sdf = nf.MeshSDF(_raw_mesh(V, F))
+    assert sdf.closed and not sdf.pseudonormal_exact
+    p = np.random.default_rng(3).uniform(-1.2, 1.2, (1500, 3))
+    p[:, 2] = (p[:, 2] + 1.2) / 2
+    inside = _winding_number_bruteforce(V, F, p) > 0.5
+    assert np.array_equal(sdf.sdf(p) < 0, inside)

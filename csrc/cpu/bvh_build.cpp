@@ -170,6 +170,9 @@ struct Topology {
     // turned within ~8 degrees of opposite (a fold or a thin spike: near it, rounding can pick
     // the face on the far side).
     std::vector<uint8_t> pseudonormal_unsafe;
+    // Per original face: the union-find root of its piece, the faces reachable across shared
+    // edges (pieces that touch at a vertex only are separate surfaces, with separate sides).
+    std::vector<int64_t> face_piece;
 };
 
 // Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), per BVH-order triangle.
@@ -199,6 +202,8 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
     std::sort(edges.begin(), edges.end());
     std::vector<int64_t> corner_set(3 * nf);
     for (int64_t i = 0; i < 3 * nf; ++i) corner_set[i] = i;
+    topo.face_piece.resize(nf);
+    for (int64_t f = 0; f < nf; ++f) topo.face_piece[f] = f;
     for (size_t g = 0; g < edges.size();) {
         size_t e = g;
         V3 sum{0, 0, 0};
@@ -214,6 +219,7 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
             const auto next = [](int64_t s) { return s - s % 3 + (s % 3 + 1) % 3; };
             corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next(s1));
             corner_set[union_find_root(corner_set, next(s0))] = union_find_root(corner_set, s1);
+            topo.face_piece[union_find_root(topo.face_piece, s0 / 3)] = union_find_root(topo.face_piece, s1 / 3);
         }
         g = e;
     }
@@ -233,6 +239,7 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         if (fan[v] < 0) fan[v] = root;
         if (fan[v] != root) unsafe_vertex[v] = 1;
     }
+    for (int64_t f = 0; f < nf; ++f) topo.face_piece[f] = union_find_root(topo.face_piece, f);
     topo.pseudonormal_unsafe.resize(nf);
     out.resize(static_cast<size_t>(nf) * kPseudonormalSlots * 3);
     for (int64_t i = 0; i < nf; ++i) {
@@ -555,7 +562,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
     for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
-    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, nv);
+    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, topo.face_piece);
     return h;
 }
 

@@ -2,11 +2,12 @@
 // (MeshView::pseudonormal_exact): the mesh must not intersect itself, and every
 // connected piece must have winding number 0 on its front side.
 //
-// Why that suffices: a closed, embedded, consistently oriented surface piece
-// splits space in two, and crossing it against its normal raises the winding
-// number by exactly 1. The other pieces do not cross it, so the winding number
-// on its front side is one integer all along it; when that is 0, the back side
-// has 1, and the side of the closest point's pseudonormal is the sign.
+// Why that suffices: crossing a consistently oriented sheet against its normal
+// raises the winding number by exactly 1. Along a piece (faces joined by shared
+// edges; pieces that touch at a vertex only are separate) no other face crosses
+// it, so the winding number on its front side is one integer all along it; when
+// that is 0, the back side has 1, and the side of the closest point's
+// pseudonormal is the sign.
 //
 // Every test here is conservative, and any doubt answers "not exact", which only
 // sends the queries to the winding number. Triangles meet when they come within
@@ -64,6 +65,18 @@ bool disjoint_triangles_apart(const V3* t1, const V3* t2, double margin) {
     return false;
 }
 
+// The triangles' bounding boxes, grown by kApart, do not overlap (most pairs of two nearby leaves).
+bool boxes_apart(const V3* t1, const V3* t2) {
+    double lo1, hi1, lo2, hi2;
+    const V3 axes[3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+    for (const V3& axis : axes) {
+        project(t1, axis, lo1, hi1);
+        project(t2, axis, lo2, hi2);
+        if (hi1 < lo2 - kApart || hi2 < lo1 - kApart) return true;
+    }
+    return false;
+}
+
 // Strictly on one side of the plane through the origin with normal n (margin kRounding).
 bool strictly_one_side(V3 n, V3 x, V3 y) {
     const double gap = kRounding * length(n);
@@ -77,9 +90,14 @@ bool in_cone(V3 u, V3 b, V3 c, V3 n) {
     return dot(cross(b, u), n) >= -gap && dot(cross(u, c), n) >= -gap;
 }
 
+// A corner angle with sine below 1e-6: the normal from its two edges is then too
+// rough for the tests below (its direction error, ~eps / sine, passes their margins).
+bool sliver_corner(V3 b, V3 c) { return !(length(cross(b, c)) > 1e-6 * length(b) * length(c)); }
+
 // Triangles (0, b1, c1) and (0, b2, c2) sharing the vertex at the origin: apart
 // when they meet nowhere else.
 bool fan_triangles_apart(V3 b1, V3 c1, V3 b2, V3 c2) {
+    if (sliver_corner(b1, c1) || sliver_corner(b2, c2)) return false;
     const V3 n1 = cross(b1, c1), n2 = cross(b2, c2);
     // One triangle strictly on one side of the other's plane: they meet at the origin only.
     if (strictly_one_side(n1, b2, c2) || strictly_one_side(n2, b1, c1)) return true;
@@ -113,6 +131,7 @@ bool fan_triangles_apart(V3 b1, V3 c1, V3 b2, V3 c2) {
 
 // Triangles (a, b, c1) and (a, b, c2) sharing the edge ab: apart when they meet only along it.
 bool edge_triangles_apart(V3 a, V3 b, V3 c1, V3 c2) {
+    if (sliver_corner(b - a, c1 - a) || sliver_corner(b - a, c2 - a)) return false;
     const V3 n1 = cross(b - a, c1 - a);
     const double off = dot(n1, c2 - a);
     if (std::abs(off) > kRounding * length(n1)) return true;  // c2 off the plane of the first
@@ -146,7 +165,7 @@ struct PairTester {
                 }
         const auto verdict = [](bool apart) { return apart ? Pair::kApart : Pair::kMeet; };
         if (shared == 0) {
-            if (disjoint_triangles_apart(t1, t2, kApart)) return Pair::kApart;
+            if (boxes_apart(t1, t2) || disjoint_triangles_apart(t1, t2, kApart)) return Pair::kApart;
             return disjoint_triangles_apart(t1, t2, kRounding) ? Pair::kNear : Pair::kMeet;
         }
         if (shared == 1) {
@@ -172,12 +191,18 @@ struct PairTester {
     }
 };
 
+// Pair tests allowed per face. Every face at a vertex of degree N meets the other N - 1 there
+// (N^2 tests: a fan-triangulated cap of 40k faces took 23 s); past the budget the answer is
+// "not exact". Typical meshes need ~10-20 per face.
+constexpr int64_t kPairTestsPerFace = 64;
+
 // No two triangles meet except where they share vertices (a leaf against every leaf whose
 // box comes within kApart of its own, each pair once); marks the kNear ones unsafe.
 bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* faces, std::vector<uint8_t>& unsafe) {
     const PairTester tester{m, faces};
     const int32_t packets = m.num_slots / kLanes;
     std::atomic<bool> apart{true};
+    std::atomic<int64_t> budget{kPairTestsPerFace * h.num_faces};
 #pragma omp parallel for schedule(dynamic, 16)
     for (int32_t p = 0; p < packets; ++p) {
         if (!apart.load(std::memory_order_relaxed)) continue;
@@ -207,7 +232,7 @@ bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* fa
                     for (int j = q == p ? i + 1 : 0; j < leaf_count(ref); ++j) {
                         const int32_t s1 = p * kLanes + i, s2 = q * kLanes + j;
                         const Pair pair = tester.classify(s1, s2);
-                        if (pair == Pair::kMeet) apart = false;
+                        if (pair == Pair::kMeet || budget.fetch_sub(1, std::memory_order_relaxed) <= 0) apart = false;
                         if (pair == Pair::kNear) {
 #pragma omp atomic write
                             unsafe[s1] = 1;
@@ -229,30 +254,24 @@ bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* fa
     return apart;
 }
 
-// Winding number 0 just in front of every connected piece, probed off the middle of its
-// largest triangle at a distance that the closest-point query confirms is surface-free.
-bool front_sides_at_zero(const MeshView<double>& m, const int32_t* faces, int64_t nv) {
-    std::vector<int64_t> piece(nv);
-    for (int64_t v = 0; v < nv; ++v) piece[v] = v;
-    for (int32_t s = 0; s < m.num_slots; ++s) {
-        if (m.face_ids[s] < 0) continue;
-        const int32_t* f = faces + 3 * int64_t(m.face_ids[s]);
-        for (int c = 1; c < 3; ++c) piece[union_find_root(piece, f[c])] = union_find_root(piece, f[0]);
-    }
-    std::vector<int32_t> largest(nv, -1);  // per piece root: the slot of its largest triangle
-    std::vector<double> area(nv, 0.0);
+// Winding number 0 just in front of every piece, probed off the middle of its largest
+// triangle at a distance that the closest-point query confirms is surface-free.
+bool front_sides_at_zero(const MeshView<double>& m, const std::vector<int64_t>& face_piece) {
+    const int64_t nf = static_cast<int64_t>(face_piece.size());
+    std::vector<int32_t> largest(nf, -1);  // per piece (its root face): the slot of its largest triangle
+    std::vector<double> area(nf, 0.0);
     for (int32_t s = 0; s < m.num_slots; ++s) {
         if (m.face_ids[s] < 0) continue;
         V3 a, b, c;
         load_triangle(m, s, a, b, c);
-        const int64_t root = union_find_root(piece, faces[3 * int64_t(m.face_ids[s])]);
+        const int64_t root = face_piece[m.face_ids[s]];
         const double twice_area = length(cross(b - a, c - a));
         if (twice_area > area[root]) {
             area[root] = twice_area;
             largest[root] = s;
         }
     }
-    for (int64_t root = 0; root < nv; ++root) {
+    for (int64_t root = 0; root < nf; ++root) {
         const int32_t s = largest[root];
         if (s < 0) continue;
         V3 a, b, c;
@@ -273,9 +292,9 @@ bool front_sides_at_zero(const MeshView<double>& m, const int32_t* faces, int64_
 
 }  // namespace
 
-bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, int64_t nv) {
+bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, const std::vector<int64_t>& face_piece) {
     const MeshView<double> m = h.view<double>();
-    return h.closed && embedded(h, m, faces, h.pseudonormal_unsafe) && front_sides_at_zero(m, faces, nv);
+    return h.closed && embedded(h, m, faces, h.pseudonormal_unsafe) && front_sides_at_zero(m, face_piece);
 }
 
 }  // namespace nis
