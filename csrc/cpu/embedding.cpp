@@ -271,9 +271,11 @@ bool front_sides_at_zero(const MeshView<double>& m, const std::vector<int64_t>& 
             largest[root] = s;
         }
     }
+    std::atomic<bool> zero{true};
+#pragma omp parallel for schedule(dynamic, 64)
     for (int64_t root = 0; root < nf; ++root) {
         const int32_t s = largest[root];
-        if (s < 0) continue;
+        if (s < 0 || !zero.load(std::memory_order_relaxed)) continue;
         V3 a, b, c;
         load_triangle(m, s, a, b, c);
         const V3 centre = (a + b + c) * (1.0 / 3.0), n = cross(b - a, c - a) * (1.0 / area[root]);
@@ -283,11 +285,11 @@ bool front_sides_at_zero(const MeshView<double>& m, const std::vector<int64_t>& 
             const double dist = std::sqrt(closest_point_on_mesh(m, q, s).dist_sq);
             if (dist < offset * (1 - 1e-6)) continue;  // another piece is nearer: come closer
             probed = true;
-            if (std::abs(winding_number(m, q, 2.0)) > 0.25) return false;
+            if (std::abs(winding_number(m, q, 2.0)) > 0.25) zero = false;
         }
-        if (!probed) return false;
+        if (!probed) zero = false;
     }
-    return true;
+    return zero;
 }
 
 }  // namespace
