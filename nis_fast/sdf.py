@@ -110,7 +110,8 @@ class MeshSDF:
 
     def __repr__(self):
         return (f"MeshSDF({self.mesh.name}, {self._bvh.num_faces} faces, {self._bvh.num_nodes} nodes, "
-                f"depth {self._bvh.depth}, space={self.space!r}, cuda={self._bvh.on_cuda})")
+                f"depth {self._bvh.depth}, closed={self.closed}, pseudonormal_exact={self.pseudonormal_exact}, "
+                f"space={self.space!r}, cuda={self._bvh.on_cuda})")
 
     # --- queries ------------------------------------------------------------------------------
 
