@@ -223,21 +223,27 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         }
         g = e;
     }
-    // Faces around each vertex (corners bucketed by vertex), compared pairwise.
-    std::vector<int64_t> first(nv + 1, 0), corners(3 * nf);
-    for (int64_t s = 0; s < 3 * nf; ++s) ++first[bd.F[s] + 1];
-    for (int64_t v = 0; v < nv; ++v) first[v + 1] += first[v];
-    std::vector<int64_t> fill(first.begin(), first.end() - 1);
-    for (int64_t s = 0; s < 3 * nf; ++s) corners[fill[bd.F[s]]++] = s;
-    for (int64_t v = 0; v < nv; ++v)
-        for (int64_t i = first[v]; i < first[v + 1] && !unsafe_vertex[v]; ++i)
-            for (int64_t j = i + 1; j < first[v + 1]; ++j)
-                if (dot(face_n[corners[i] / 3], face_n[corners[j] / 3]) < -0.99) unsafe_vertex[v] = 1;
-    std::vector<int64_t> fan(nv, -1);
-    for (int64_t s = 0; s < 3 * nf; ++s) {
-        const int64_t root = union_find_root(corner_set, s), v = bd.F[s];
-        if (fan[v] < 0) fan[v] = root;
-        if (fan[v] != root) unsafe_vertex[v] = 1;
+    if (topo.closed) {  // the flags only serve closed meshes (MeshView::pseudonormal_exact)
+        // Faces around each vertex (corners bucketed by vertex), compared pairwise; a vertex of
+        // more than kMaxPairedValence faces is marked unsafe unchecked (the pairs are quadratic).
+        constexpr int64_t kMaxPairedValence = 64;
+        std::vector<int64_t> first(nv + 1, 0), corners(3 * nf);
+        for (int64_t s = 0; s < 3 * nf; ++s) ++first[bd.F[s] + 1];
+        for (int64_t v = 0; v < nv; ++v) first[v + 1] += first[v];
+        std::vector<int64_t> fill(first.begin(), first.end() - 1);
+        for (int64_t s = 0; s < 3 * nf; ++s) corners[fill[bd.F[s]]++] = s;
+        for (int64_t v = 0; v < nv; ++v) {
+            if (first[v + 1] - first[v] > kMaxPairedValence) unsafe_vertex[v] = 1;
+            for (int64_t i = first[v]; i < first[v + 1] && !unsafe_vertex[v]; ++i)
+                for (int64_t j = i + 1; j < first[v + 1]; ++j)
+                    if (dot(face_n[corners[i] / 3], face_n[corners[j] / 3]) < -0.99) unsafe_vertex[v] = 1;
+        }
+        std::vector<int64_t> fan(nv, -1);
+        for (int64_t s = 0; s < 3 * nf; ++s) {
+            const int64_t root = union_find_root(corner_set, s), v = bd.F[s];
+            if (fan[v] < 0) fan[v] = root;
+            if (fan[v] != root) unsafe_vertex[v] = 1;
+        }
     }
     for (int64_t f = 0; f < nf; ++f) topo.face_piece[f] = union_find_root(topo.face_piece, f);
     topo.pseudonormal_unsafe.resize(nf);

@@ -60,8 +60,9 @@ NIS_HD void remember_anchor(QueryCarry<T>* carry, Vec3<T> p, T dist, int32_t win
 
 // Where the pseudonormal sign is exact (MeshView::pseudonormal_exact) it is used for points
 // farther than this from the surface (BVH frame): nearer, the rounding of the closest point
-// could put it in the wrong feature (face, edge, vertex) of its triangle. With faces folded
-// at most to ~6 degrees, that takes a point ~1e3 times nearer than this.
+// could put it in the wrong feature (face, edge, vertex) of its triangle. Faces at a vertex
+// within ~8 degrees of opposite are pseudonormal_unsafe; elsewhere a wrong feature takes a
+// point ~30 times nearer than this (float32: 2.4e-4 * sin 8 degrees vs ~1e-6 of rounding).
 template <typename T>
 NIS_HD T pseudonormal_min_distance() {
     return T(2048) * machine_eps<T>();
