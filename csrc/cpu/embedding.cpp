@@ -197,8 +197,10 @@ struct PairTester {
 constexpr int64_t kPairTestsPerFace = 64;
 
 // No two triangles meet except where they share vertices (a leaf against every leaf whose
-// box comes within kApart of its own, each pair once); marks the kNear ones unsafe.
-bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* faces, std::vector<uint8_t>& unsafe) {
+// box comes within kApart of its own, each pair once); marks the kNear ones pseudonormal_unsafe.
+bool embedded(MeshBvhHost& h, const int32_t* faces) {
+    const MeshView<double> m = h.view<double>();
+    uint8_t* unsafe = h.pseudonormal_unsafe.data();
     const PairTester tester{m, faces};
     const int32_t packets = m.num_slots / kLanes;
     std::atomic<bool> apart{true};
@@ -242,7 +244,7 @@ bool embedded(const MeshBvhHost& h, const MeshView<double>& m, const int32_t* fa
                     }
                 continue;
             }
-            const BvhNode& n = h.nodes[ref];
+            const BvhNode& n = m.nodes[ref];
             for (int k = 0; k < kWidth; ++k) {
                 bool overlap = n.child[k] != kEmptyChild;
                 for (int axis = 0; axis < 3; ++axis)
@@ -295,8 +297,7 @@ bool front_sides_at_zero(const MeshView<double>& m, const std::vector<int64_t>& 
 }  // namespace
 
 bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, const std::vector<int64_t>& face_piece) {
-    const MeshView<double> m = h.view<double>();
-    return h.closed && embedded(h, m, faces, h.pseudonormal_unsafe) && front_sides_at_zero(m, face_piece);
+    return h.closed && embedded(h, faces) && front_sides_at_zero(h.view<double>(), face_piece);
 }
 
 }  // namespace nis

@@ -83,8 +83,10 @@ struct MeshView {
     const T* child_boxes;       // [num_nodes, kBoxSize, kWidth]: oriented box of each child
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
     const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
-    // [num_slots]: 1 where the pseudonormal sign near the triangle is unsafe (it touches a
-    // pinched vertex, a degenerate face or a nearly folded edge; unused lanes).
+    // [num_slots]: 1 where the pseudonormal sign near the triangle is unsafe, so the winding
+    // number decides there: it touches a pinched vertex, a degenerate face, a fold or thin spike
+    // (Topology in cpu/bvh_build.cpp), or comes nearer than float32 resolves to a face it shares
+    // no vertex with (cpu/embedding.cpp); and unused lanes.
     const uint8_t* pseudonormal_unsafe;
     const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
     int32_t num_nodes;

@@ -33,10 +33,9 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 // Whether a closed mesh (with the faces it was built from, and the piece of each face:
 // a union-find root over shared edges) is embedded (no two faces meet except at the edges
 // and vertices they share) and every piece has winding number 0 on its front side: then
-// MeshView::pseudonormal_exact holds. Conservative:
-// faces nearer than rounding count as meeting. Also marks pseudonormal_unsafe the faces
-// that come nearer than float32 can resolve to a face they share no vertex with.
-// cpu/embedding.cpp.
+// MeshView::pseudonormal_exact holds. Conservative: faces nearer than rounding count as
+// meeting. Also marks pseudonormal_unsafe the faces that come nearer than float32 can
+// resolve to a face they share no vertex with. cpu/embedding.cpp.
 bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, const std::vector<int64_t>& face_piece);
 
 // The representative of i's set in a union-find forest (with path halving).
