@@ -352,7 +352,7 @@ def test_many_identical_faces_and_deep_trees():
     F = np.zeros((5000, 3), dtype=np.int32) + [0, 1, 2]  # one triangle 5000 times: no SAH split exists
     p = np.random.default_rng(2).uniform(-1, 2, (100, 3))
     sdf = _check_against_bruteforce(V, F, p, winding_atol=0.1 * 5000)  # 5000 copies: 5000x the error
-    assert sdf._bvh.depth <= 29  # binary depth <= 56, two binary levels or more per 4-wide level
+    assert sdf._bvh.depth <= 29  # binary depth <= 56, two binary levels or more per wide level
     x = 1.05 ** np.arange(400)  # exponentially spaced triangles: lopsided splits
     V = np.stack([np.stack([x, 0 * x, 0 * x], 1), np.stack([x * 1.01, 0 * x, 0 * x], 1),
                   np.stack([x, x * 0.01, 0 * x], 1)], 1).reshape(-1, 3)

@@ -48,7 +48,7 @@ float round_up(double x) {
 
 constexpr int kBins = 32;
 
-// The binary tree of the SAH build, collapsed into the 4-wide BvhNode tree afterwards.
+// The binary tree of the SAH build, collapsed into the wide BvhNode tree afterwards.
 struct BinaryNode {
     Box box;
     int32_t left, right;   // children, -1 for a leaf
@@ -374,7 +374,7 @@ void oriented_box(const std::vector<double>& tris, int64_t first, int64_t count,
     box[15] = 0;
 }
 
-// Collapse of the binary tree into the 4-wide one: a wide node takes a binary
+// Collapse of the binary tree into the wide one: a wide node takes a binary
 // node's two children, then keeps opening inner children until it has kWidth
 // of them. Children keep their box and expansion, and get an oriented box.
 struct WideBuilder {
