@@ -6,6 +6,8 @@
 // is seeded with the triangle its predecessor found (and, on closed meshes,
 // may take its predecessor's sign: see sign_carries_over in mesh_query.h). Chunks are scheduled
 // dynamically because the cost per point varies a lot (near vs far, holes).
+#include <omp.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -29,11 +31,17 @@ uint32_t spread_bits(uint32_t x) {
     return x;
 }
 
-// Query indices in Morton order of the points (identity for small batches).
+// The order queries run in: Morton order of the points, or input order for small batches
+// (and for batches of 2^32 points or more). order[k] is the index of the k-th query.
+struct QueryOrder {
+    // Sort words: the Morton code << 32 | the point index; empty when in input order.
+    std::vector<uint64_t> words;
+    int64_t operator[](int64_t k) const { return words.empty() ? k : static_cast<int64_t>(words[k] & 0xFFFFFFFFu); }
+};
+
 template <typename T>
-std::vector<int64_t> query_order(const T* points, int64_t n) {
-    std::vector<int64_t> order(n);
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
+QueryOrder query_order(const T* points, int64_t n) {
+    QueryOrder order;
     if (n < kSortFrom || n > int64_t(0xFFFFFFFF)) return order;
     T lo[3] = {points[0], points[1], points[2]}, hi[3] = {points[0], points[1], points[2]};
     for (int64_t i = 0; i < n; ++i)
@@ -41,29 +49,51 @@ std::vector<int64_t> query_order(const T* points, int64_t n) {
             lo[k] = std::min(lo[k], points[3 * i + k]);
             hi[k] = std::max(hi[k], points[3 * i + k]);
         }
-    // Sort (code << 32 | index) words: the index rides along with its code.
-    std::vector<uint64_t> keyed(n);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t c = 0;
-        for (int k = 0; k < 3; ++k) {
-            const T ext = hi[k] - lo[k];
-            const T u = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
-            c |= spread_bits(static_cast<uint32_t>(nis_clamp(u, T(0), T(1)) * T(1023))) << (2 - k);
-        }
-        keyed[i] = uint64_t(c) << 32 | uint64_t(i);
-    }
-    // LSD radix sort on the 30-bit code, 10 bits a pass: linear, and several times faster than
-    // std::sort here (at 200k points the sort was ~15 % of a near-surface batch).
+    // The index rides along with its code in the sort words. LSD radix sort on the
+    // 30-bit code, 10 bits a pass: linear, and several times faster than std::sort here. Each
+    // thread codes, counts and scatters its own block of the words (blocks in order: stable),
+    // so the sort is not the serial part of a batch (at 200k points, one thread took ~10 %
+    // of a 2-thread near-surface batch).
+    std::vector<uint64_t>& keyed = order.words;
+    keyed.resize(n);
     std::vector<uint64_t> scratch(n);
-    for (int shift = 32; shift < 62; shift += 10) {
-        int64_t count[1025] = {};
-        for (int64_t i = 0; i < n; ++i) ++count[((keyed[i] >> shift) & 1023) + 1];
-        for (int b = 0; b < 1024; ++b) count[b + 1] += count[b];
-        for (int64_t i = 0; i < n; ++i) scratch[count[(keyed[i] >> shift) & 1023]++] = keyed[i];
-        keyed.swap(scratch);
+    std::vector<int64_t> count;  // [thread][bucket]
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
+        for (int64_t i = begin; i < end; ++i) {
+            uint32_t c = 0;
+            for (int k = 0; k < 3; ++k) {
+                const T ext = hi[k] - lo[k];
+                const T u = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
+                c |= spread_bits(static_cast<uint32_t>(nis_clamp(u, T(0), T(1)) * T(1023))) << (2 - k);
+            }
+            keyed[i] = uint64_t(c) << 32 | uint64_t(i);
+        }
+#pragma omp single
+        count.resize(int64_t(threads) * 1024);
+        for (int shift = 32; shift < 62; shift += 10) {
+            int64_t* mine = count.data() + int64_t(t) * 1024;
+            std::fill(mine, mine + 1024, int64_t(0));
+            for (int64_t i = begin; i < end; ++i) ++mine[(keyed[i] >> shift) & 1023];
+#pragma omp barrier
+#pragma omp single
+            {  // start of each (bucket, thread) run: buckets in order, threads in order within one
+                int64_t sum = 0;
+                for (int b = 0; b < 1024; ++b)
+                    for (int u = 0; u < threads; ++u) {
+                        const int64_t c = count[int64_t(u) * 1024 + b];
+                        count[int64_t(u) * 1024 + b] = sum;
+                        sum += c;
+                    }
+            }
+            for (int64_t i = begin; i < end; ++i) scratch[mine[(keyed[i] >> shift) & 1023]++] = keyed[i];
+#pragma omp barrier
+#pragma omp single
+            keyed.swap(scratch);
+        }
     }
-    for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int64_t>(keyed[i] & 0xFFFFFFFFu);
     return order;
 }
 
@@ -72,7 +102,7 @@ std::vector<int64_t> query_order(const T* points, int64_t n) {
 template <typename T>
 void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
                   T* out_points, int32_t* out_face) {
-    const std::vector<int64_t> order = query_order(points, n);
+    const QueryOrder order = query_order(points, n);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t start = 0; start < n; start += kChunk) {
         QueryCarry<T> carry;
@@ -87,7 +117,7 @@ void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign
 
 template <typename T>
 void mesh_winding(const MeshView<T>& m, const T* points, int64_t n, T beta, T* out_winding) {
-    const std::vector<int64_t> order = query_order(points, n);
+    const QueryOrder order = query_order(points, n);
 #pragma omp parallel for schedule(dynamic, kChunk)
     for (int64_t k = 0; k < n; ++k) query_winding(m, points, order[k], beta, out_winding);
 }
@@ -95,7 +125,7 @@ void mesh_winding(const MeshView<T>& m, const T* points, int64_t n, T beta, T* o
 template <typename T>
 void mesh_intersect(const MeshView<T>& m, const T* origins, const T* directions, int64_t n, T* out_t,
                     int32_t* out_face) {
-    const std::vector<int64_t> order = query_order(origins, n);
+    const QueryOrder order = query_order(origins, n);
 #pragma omp parallel for schedule(dynamic, kChunk)
     for (int64_t k = 0; k < n; ++k) query_ray(m, origins, directions, order[k], out_t, out_face);
 }
