@@ -1,6 +1,6 @@
 """Exact signed distance, closest points, winding numbers and ray hits on a triangle mesh.
 
-`MeshSDF(mesh)` builds a BVH once (binned SAH on the CPU, collapsed to a 4-wide
+`MeshSDF(mesh)` builds a BVH once (binned SAH on the CPU, collapsed to an 8-wide
 tree whose children carry an axis-aligned and an oriented box, leaves of four
 triangles tested together) and answers batched queries with the native engine:
 the same traversal and triangle maths run in an OpenMP loop on the CPU (vector
@@ -43,8 +43,10 @@ When the mesh is moreover embedded (no face meets another except at shared
 edges and vertices) with winding number 0 in front of every connected piece
 (``pseudonormal_exact``, checked once at build), the winding number is 0 or 1
 and equals the pseudonormal sign, which ``sign="winding"`` then takes for
-points beyond rounding of the surface whose closest face is not next to a
-pinched vertex, a fold or spike, or a sheet nearer than float32 resolves.
+points whose closest face is not next to a pinched vertex, a fold or spike, or
+a sheet nearer than float32 resolves (float32 points too near the surface for
+their rounding, ~2e-4 of the largest coordinate magnitude, take it from a
+float64 closest point).
 
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
