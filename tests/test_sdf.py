@@ -161,6 +161,27 @@ def test_results_do_not_depend_on_the_thread_count():
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_morton_order_answers_every_point_once(threads):
+    """A big batch runs in Morton order (a radix sort split over the threads); small ones run in
+    input order. The closest distance does not depend on the order the tree is searched in, so
+    one batch of 20k and twenty of 1000 must agree point by point (to rounding: where triangles
+    tie, the one found first gives the closest point: a few ulps of the coordinates)."""
+    from nis_fast._backend import native
+
+    mesh, sdf = _mesh("spot.obj"), _sdf("spot.obj")
+    p = _query_points(mesh.vertices, mesh.faces, 20000, seed=11).astype(np.float32)
+    before = native.cpu_threads()
+    try:
+        native.set_cpu_threads(threads)
+        whole = sdf.closest(p)[0]
+        pieces = np.concatenate([sdf.closest(p[i:i + 1000])[0] for i in range(0, len(p), 1000)])
+    finally:
+        native.set_cpu_threads(before)
+    # Rounding of the closest point scales with the coordinates, not the distance.
+    np.testing.assert_allclose(whole, pieces, rtol=0, atol=4 * np.finfo(np.float32).eps * _scale(mesh.vertices))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_grid_through_edges_and_vertices_of_a_cube(dtype):
     """A cube sampled on a grid aligned with its faces, edges and vertices: the segments between
