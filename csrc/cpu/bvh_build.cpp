@@ -581,14 +581,14 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
     return {nodes.data(), packets_f.data(), child_boxes_f.data(), face_ids.data(), pseudonormals_f.data(),
-            pseudonormal_unsafe.data(), fwn_f.data(), packets_d.data(), child_boxes_d.data(), pseudonormals_d.data(),
+            pseudonormal_unsafe.data(), fwn_f.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
             float(scale), float(1.0 / scale)};
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
     return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormals_d.data(),
-            pseudonormal_unsafe.data(), fwn_d.data(), packets_d.data(), child_boxes_d.data(), pseudonormals_d.data(),
+            pseudonormal_unsafe.data(), fwn_d.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
             scale, 1.0 / scale};
 }

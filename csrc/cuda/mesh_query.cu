@@ -38,13 +38,11 @@ class DeviceMesh {
           closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
 
     MeshView<float> view(float) const {
-        return {nodes_.ptr, packets_f_.ptr, boxes_f_.ptr, face_ids_.ptr, pn_f_.ptr, pn_unsafe_.ptr, fwn_f_.ptr,
-                packets_d_.ptr, boxes_d_.ptr, pn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_,
+        return {nodes_.ptr, packets_f_.ptr, boxes_f_.ptr, face_ids_.ptr, pn_f_.ptr, pn_unsafe_.ptr, fwn_f_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_,
                 float(scale_), float(1.0 / scale_)};
     }
     MeshView<double> view(double) const {
-        return {nodes_.ptr, packets_d_.ptr, boxes_d_.ptr, face_ids_.ptr, pn_d_.ptr, pn_unsafe_.ptr, fwn_d_.ptr,
-                packets_d_.ptr, boxes_d_.ptr, pn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale_,
+        return {nodes_.ptr, packets_d_.ptr, boxes_d_.ptr, face_ids_.ptr, pn_d_.ptr, pn_unsafe_.ptr, fwn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale_,
                 1.0 / scale_};
     }
 

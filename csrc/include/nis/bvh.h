@@ -90,12 +90,6 @@ struct MeshView {
     // no vertex with (cpu/embedding.cpp); and unused lanes.
     const uint8_t* pseudonormal_unsafe;
     const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
-    // The float64 packets, oriented boxes and pseudonormals of the same tree (the arrays above
-    // when T is double): a float32 query nearer the surface than float32 can place its closest
-    // point takes its sign from a float64 query (see float64_view, winding_sign_inside).
-    const double* packets64;
-    const double* child_boxes64;
-    const double* pseudonormals64;
     int32_t num_nodes;
     int32_t num_slots;
     bool closed;  // every edge shared by exactly two faces, in opposite directions
@@ -110,15 +104,6 @@ struct MeshView {
     // from float underflow/overflow at tiny or huge coordinates. Queries scale in and out.
     T scale, inv_scale;
 };
-
-// The float64 view of the tree of m (m itself when T is double), without expansions: for
-// closest points and pseudonormal signs only.
-template <typename T>
-NIS_HD MeshView<double> float64_view(const MeshView<T>& m) {
-    return {m.nodes, m.packets64, m.child_boxes64, m.face_ids, m.pseudonormals64, m.pseudonormal_unsafe, nullptr,
-            m.packets64, m.child_boxes64, m.pseudonormals64, m.num_nodes, m.num_slots, m.closed, m.pseudonormal_exact,
-            double(m.scale), double(m.inv_scale)};
-}
 
 template <typename T>
 NIS_HD const T* packet_at(const MeshView<T>& m, int32_t packet) {

@@ -63,24 +63,9 @@ NIS_HD void remember_anchor(QueryCarry<T>* carry, Vec3<T> p, T dist, int32_t win
 // could put it in the wrong feature (face, edge, vertex) of its triangle. Faces at a vertex
 // within ~8 degrees of opposite are pseudonormal_unsafe; elsewhere a wrong feature takes a
 // point ~30 times nearer than this (float32: 2.4e-4 * sin 8 degrees vs ~1e-6 of rounding).
-// Nearer, a float32 query asks a float64 one (pseudonormal_sign_float64); a float64 query,
-// ~1e-12 from the surface, and unsafe faces take the winding number.
 template <typename T>
 NIS_HD T pseudonormal_min_distance() {
     return T(2048) * machine_eps<T>();
-}
-
-// The pseudonormal sign (-1 inside, +1 outside) of p from its closest point found in float64,
-// or 0 where that too is nearer the surface than pseudonormal_min_distance or on an unsafe
-// face. For float32 queries too near the surface to trust their own closest point: p is
-// exact in float64, and the float64 tree is the mesh itself, so the sign is the mesh's.
-template <typename T>
-NIS_HD int pseudonormal_sign_float64(const MeshView<T>& m, Vec3<T> p, int32_t hint) {
-    const MeshView<double> precise = float64_view(m);
-    const Vec3<double> q = make_vec3(double(p.x), double(p.y), double(p.z));
-    const ClosestHit<double> hit = closest_point_on_mesh(precise, q, hint);
-    if (!(std::sqrt(hit.dist_sq) >= pseudonormal_min_distance<double>()) || m.pseudonormal_unsafe[hit.tri]) return 0;
-    return pseudonormal_sign(precise, q, hit) < 0.0 ? -1 : 1;
 }
 
 // `carry` is null where queries do not run in sequence (a CUDA thread): the
@@ -88,17 +73,10 @@ NIS_HD int pseudonormal_sign_float64(const MeshView<T>& m, Vec3<T> p, int32_t hi
 template <typename T>
 NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit, T dist, T beta,
                                 QueryCarry<T>* carry) {
-    if (m.pseudonormal_exact) {
-        int sign = 0;  // 0: the pseudonormal cannot decide
-        if (dist >= pseudonormal_min_distance<T>()) {
-            if (!m.pseudonormal_unsafe[hit.tri]) sign = pseudonormal_sign(m, p, hit) < T(0) ? -1 : 1;
-        } else if (sizeof(T) < sizeof(double)) {
-            sign = pseudonormal_sign_float64(m, p, hit.tri);
-        }
-        if (sign != 0) {
-            if (carry) remember_anchor(carry, p, dist, sign < 0 ? 1 : 0);
-            return sign < 0;
-        }
+    if (m.pseudonormal_exact && dist >= pseudonormal_min_distance<T>() && !m.pseudonormal_unsafe[hit.tri]) {
+        const bool inside = pseudonormal_sign(m, p, hit) < T(0);
+        if (carry) remember_anchor(carry, p, dist, inside ? 1 : 0);
+        return inside;
     }
     if (!carry || !m.closed) return winding_number(m, p, beta) > T(0.5);
     bool known = false;
