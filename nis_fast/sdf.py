@@ -43,10 +43,8 @@ When the mesh is moreover embedded (no face meets another except at shared
 edges and vertices) with winding number 0 in front of every connected piece
 (``pseudonormal_exact``, checked once at build), the winding number is 0 or 1
 and equals the pseudonormal sign, which ``sign="winding"`` then takes for
-points whose closest face is not next to a pinched vertex, a fold or spike, or
-a sheet nearer than float32 resolves (float32 points too near the surface for
-their rounding, ~2e-4 of the largest coordinate magnitude, take it from a
-float64 closest point).
+points beyond rounding of the surface whose closest face is not next to a
+pinched vertex, a fold or spike, or a sheet nearer than float32 resolves.
 
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
