@@ -31,6 +31,48 @@ CPU_ARCH = os.environ.get("NIS_FAST_CPU_ARCH", _default_arch).strip()
 if CPU_ARCH:
     CXX_FLAGS.append(f"-march={CPU_ARCH}")
 
+# The instruction-set extensions that CPU_ARCH lets the compiler emit, as /proc/cpuinfo names
+# them: the vector and bit-manipulation ones, which compiled arithmetic can contain.
+ISA_MACROS = {
+    "__SSE3__": "pni", "__SSSE3__": "ssse3", "__SSE4_1__": "sse4_1", "__SSE4_2__": "sse4_2",
+    "__POPCNT__": "popcnt", "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__F16C__": "f16c",
+    "__BMI__": "bmi1", "__BMI2__": "bmi2", "__LZCNT__": "abm", "__MOVBE__": "movbe",
+    "__AVX512F__": "avx512f", "__AVX512CD__": "avx512cd", "__AVX512BW__": "avx512bw",
+    "__AVX512DQ__": "avx512dq", "__AVX512VL__": "avx512vl", "__AVX512IFMA__": "avx512ifma",
+    "__AVX512VBMI__": "avx512vbmi", "__AVX512VBMI2__": "avx512_vbmi2", "__AVX512VNNI__": "avx512_vnni",
+    "__AVX512BITALG__": "avx512_bitalg", "__AVX512VPOPCNTDQ__": "avx512_vpopcntdq",
+    "__AVX512BF16__": "avx512_bf16", "__AVX512FP16__": "avx512_fp16", "__AVXVNNI__": "avx_vnni",
+    "__GFNI__": "gfni", "__VAES__": "vaes", "__VPCLMULQDQ__": "vpclmulqdq",
+}
+
+
+def cpu_flags_needed(arch):
+    """/proc/cpuinfo flags a module built with -march=arch needs (() if unknown or no arch)."""
+    if not arch:
+        return ()
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([cxx, f"-march={arch}", "-dM", "-E", "-x", "c++", os.devnull],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ()
+    defined = {line.split()[1] for line in out.splitlines() if line.startswith("#define ")}
+    return tuple(flag for macro, flag in ISA_MACROS.items() if macro in defined)
+
+
+def write_cpu_record():
+    """nis_fast/_cpu_build.py: what the native module needs of the CPU. nis_fast checks it before
+    loading the module, so a build copied to a CPU without them fails to import with a message
+    (instead of dying on an illegal instruction in the middle of a query)."""
+    text = ("# Written by setup.py (not in git): the -march the native module was built with, and the\n"
+            "# CPU features (/proc/cpuinfo names) that lets the compiler use. Checked by _backend.py.\n"
+            f"CPU_ARCH = {CPU_ARCH!r}\nCPU_FLAGS = {cpu_flags_needed(CPU_ARCH)!r}\n")
+    path = os.path.join(HERE, "nis_fast", "_cpu_build.py")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
 
 def find_nvcc():
     fallback = "/usr/local/cuda/bin/nvcc"
@@ -127,6 +169,7 @@ def make_extension():
     )
 
 
+write_cpu_record()
 setup(
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExt},

@@ -11,7 +11,41 @@ import os
 
 import numpy as np
 
-from . import _C
+
+def missing_cpu_flags(required, cpuinfo: str = "/proc/cpuinfo") -> list:
+    """The flags of `required` that this CPU lacks, by /proc/cpuinfo ([] where that cannot tell)."""
+    try:
+        with open(cpuinfo) as f:
+            line = next((line for line in f if line.startswith("flags")), None)
+    except OSError:
+        return []
+    if line is None:
+        return []
+    have = set(line.split(":", 1)[1].split())
+    return [flag for flag in required if flag not in have]
+
+
+def check_cpu(arch: str, required, cpuinfo: str = "/proc/cpuinfo") -> None:
+    """Raise ImportError if this CPU lacks an instruction set the native module was compiled to use."""
+    missing = missing_cpu_flags(required, cpuinfo)
+    if missing:
+        raise ImportError(
+            f"nis_fast: the native module was compiled with -march={arch} for another CPU, and this one lacks "
+            f"{' '.join(missing)}: reinstall nis_fast on this machine, or build a portable module with "
+            "NIS_FAST_CPU_ARCH=x86-64-v2 (see the README)")
+
+
+def _check_this_cpu() -> None:
+    try:
+        from ._cpu_build import CPU_ARCH, CPU_FLAGS
+    except ImportError:  # not built by setup.py: no record to check against
+        return
+    check_cpu(CPU_ARCH, CPU_FLAGS)
+
+
+# Before the module loads: its code may use any of those instructions from the first call on.
+_check_this_cpu()
+from . import _C  # noqa: E402
 
 native = _C
 
