@@ -3,9 +3,10 @@
 //
 // Large batches run in Morton (Z-curve) order of the query points: neighbours
 // in the loop walk the same BVH nodes (cache hits), and each closest-point query
-// is seeded with the triangle its predecessor found (and, on closed meshes,
-// may carry its winding number from its predecessors: see winding_sign_inside in mesh_query.h). Chunks are scheduled
-// dynamically because the cost per point varies a lot (near vs far, holes).
+// is seeded with the triangle its predecessor found (and, on closed meshes, may
+// carry the winding number of its predecessors: winding_sign_inside in
+// mesh_query.h). Chunks are scheduled dynamically because the cost per point
+// varies a lot (near vs far, holes).
 #include <omp.h>
 
 #include <algorithm>
