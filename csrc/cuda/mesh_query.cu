@@ -32,23 +32,23 @@ struct DeviceArray {
 class DeviceMesh {
    public:
     explicit DeviceMesh(const MeshBvhHost& h)
-        : nodes_(h.nodes), face_ids_(h.face_ids), pn_unsafe_(h.pseudonormal_unsafe), packets_f_(h.packets_f), boxes_f_(h.child_boxes_f), pn_f_(h.pseudonormals_f), fwn_f_(h.fwn_f),
-          packets_d_(h.packets_d), boxes_d_(h.child_boxes_d), pn_d_(h.pseudonormals_d), fwn_d_(h.fwn_d),
+        : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe), packets_f_(h.packets_f), boxes_f_(h.child_boxes_f), pn_f_(h.pseudonormal_table_f), fwn_f_(h.fwn_f),
+          packets_d_(h.packets_d), boxes_d_(h.child_boxes_d), pn_d_(h.pseudonormal_table_d), fwn_d_(h.fwn_d),
           num_nodes_(static_cast<int32_t>(h.nodes.size())), num_slots_(static_cast<int32_t>(h.face_ids.size())),
           closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
 
     MeshView<float> view(float) const {
-        return {nodes_.ptr, packets_f_.ptr, boxes_f_.ptr, face_ids_.ptr, pn_f_.ptr, pn_unsafe_.ptr, fwn_f_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_,
+        return {nodes_.ptr, packets_f_.ptr, boxes_f_.ptr, face_ids_.ptr, pn_ids_.ptr, pn_f_.ptr, pn_unsafe_.ptr, fwn_f_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_,
                 float(scale_), float(1.0 / scale_)};
     }
     MeshView<double> view(double) const {
-        return {nodes_.ptr, packets_d_.ptr, boxes_d_.ptr, face_ids_.ptr, pn_d_.ptr, pn_unsafe_.ptr, fwn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale_,
+        return {nodes_.ptr, packets_d_.ptr, boxes_d_.ptr, face_ids_.ptr, pn_ids_.ptr, pn_d_.ptr, pn_unsafe_.ptr, fwn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale_,
                 1.0 / scale_};
     }
 
    private:
     DeviceArray<BvhNode> nodes_;
-    DeviceArray<int32_t> face_ids_;
+    DeviceArray<int32_t> face_ids_, pn_ids_;
     DeviceArray<uint8_t> pn_unsafe_;
     DeviceArray<float> packets_f_, boxes_f_, pn_f_, fwn_f_;
     DeviceArray<double> packets_d_, boxes_d_, pn_d_, fwn_d_;

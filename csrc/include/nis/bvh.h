@@ -43,7 +43,7 @@ struct BvhNode {
     int32_t unused[kWidth];  // pads the node to 256 bytes
 };
 
-// Per-triangle pseudonormal slots, indexed by TriRegion (face, vertices a b c, edges ab bc ca).
+// Pseudonormals per triangle, indexed by TriRegion (face, vertices a b c, edges ab bc ca).
 constexpr int kPseudonormalSlots = 7;
 // Per-child winding-number expansion: area vector N (3), centre (3), radius (1), second moment C (9).
 constexpr int kFwnStride = 16;
@@ -83,7 +83,9 @@ struct MeshView {
     const T* packets;           // [num_slots / kLanes, kPacketFields, kLanes]
     const T* child_boxes;       // [num_nodes, kBoxSize, kWidth]: oriented box of each child
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
-    const T* pseudonormals;     // [num_slots, kPseudonormalSlots, 3]
+    // [num_slots, kPseudonormalSlots]: the row of pseudonormal_table of each TriRegion of each triangle
+    const int32_t* pseudonormal_ids;
+    const T* pseudonormal_table;  // [rows, 3]: unit pseudonormals of the faces, vertices and edges
     // [num_slots]: 1 where the pseudonormal sign near the triangle is unsafe, so the winding
     // number decides there: it touches a pinched vertex, a degenerate face, a fold or thin spike
     // (Topology in cpu/bvh_build.cpp), or comes nearer than float32 resolves to a face it shares
@@ -265,7 +267,7 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
 // consistently oriented manifold meshes only.
 template <typename T>
 NIS_HD T pseudonormal_sign(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit) {
-    const Vec3<T> n = load3(m.pseudonormals, static_cast<int64_t>(hit.tri) * kPseudonormalSlots + hit.region);
+    const Vec3<T> n = load3(m.pseudonormal_table, m.pseudonormal_ids[static_cast<int64_t>(hit.tri) * kPseudonormalSlots + hit.region]);
     return dot(p - hit.point, n) < T(0) ? T(-1) : T(1);
 }
 

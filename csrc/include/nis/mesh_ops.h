@@ -16,8 +16,9 @@ struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
     std::vector<uint8_t> pseudonormal_unsafe;  // per slot, see MeshView
-    std::vector<float> packets_f, child_boxes_f, pseudonormals_f, fwn_f;
-    std::vector<double> packets_d, child_boxes_d, pseudonormals_d, fwn_d;
+    std::vector<int32_t> pseudonormal_ids;     // per slot and TriRegion, see MeshView
+    std::vector<float> packets_f, child_boxes_f, pseudonormal_table_f, fwn_f;
+    std::vector<double> packets_d, child_boxes_d, pseudonormal_table_d, fwn_d;
     int64_t num_faces = 0;
     int32_t depth = 0;
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
