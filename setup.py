@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-std=c++17"]
 # The module is compiled on the machine that installs it, so on x86-64 it takes that CPU's
 # vector width: with AVX2 the 8-wide node tests are one instruction each, 15-25 % faster
-# queries than SSE4.2 (x86-64-v2), 25-45 % faster than baseline x86-64 (benchmarks/bench_sdf.py).
+# queries than the 4-wide tree at SSE4.2 (x86-64-v2; benchmarks/RESULTS.md).
 # Set NIS_FAST_CPU_ARCH=x86-64-v2 (or another -march value) for a build meant for other machines.
 _default_arch = "native" if platform.machine().lower() in ("x86_64", "amd64") else ""
 CPU_ARCH = os.environ.get("NIS_FAST_CPU_ARCH", _default_arch).strip()

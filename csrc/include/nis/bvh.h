@@ -267,7 +267,8 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
 // consistently oriented manifold meshes only.
 template <typename T>
 NIS_HD T pseudonormal_sign(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit) {
-    const Vec3<T> n = load3(m.pseudonormal_table, m.pseudonormal_ids[static_cast<int64_t>(hit.tri) * kPseudonormalSlots + hit.region]);
+    const int32_t row = m.pseudonormal_ids[static_cast<int64_t>(hit.tri) * kPseudonormalSlots + hit.region];
+    const Vec3<T> n = load3(m.pseudonormal_table, row);
     return dot(p - hit.point, n) < T(0) ? T(-1) : T(1);
 }
 
