@@ -1,6 +1,8 @@
 // Bindings of the mesh queries: nis_fast._C.MeshBvh, built once on the CPU,
 // uploaded to the GPU on request; queries take raw pointers and a device name.
 #include <cmath>
+#include <mutex>
+#include <type_traits>
 #include <pybind11/numpy.h>
 
 #include "bind_util.h"
@@ -9,12 +11,25 @@
 namespace nis {
 
 namespace {
+// Built without its float64 arrays; the first float64 query builds them (and, on the GPU,
+// uploads them) once, whichever threads query at the same time (the GIL is released).
 struct MeshBvh {
     MeshBvhHost host;
     std::shared_ptr<cuda::DeviceMesh> device;  // set by upload_cuda()
+    std::once_flag host_float64, device_float64;
 
-    const cuda::DeviceMesh& require_device() const {
+    template <typename T>
+    MeshView<T> host_view() {
+        if (std::is_same<T, double>::value) std::call_once(host_float64, [this] { add_float64(host); });
+        return host.view<T>();
+    }
+    template <typename T>
+    const cuda::DeviceMesh& require_device() {
         if (!device) throw std::runtime_error("nis_fast._C.MeshBvh: upload_cuda() was not called before a CUDA query");
+        if (std::is_same<T, double>::value) {
+            host_view<double>();
+            std::call_once(device_float64, [this] { cuda::upload_float64(*device, host); });
+        }
         return *device;
     }
 };
@@ -38,7 +53,7 @@ void bind_mesh(py::module_& m) {
                  auto bvh = std::make_unique<MeshBvh>();
                  {
                      py::gil_scoped_release nogil;
-                     bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size);
+                     bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size, /*keep_float64=*/false);
                  }
                  return bvh;
              }),
@@ -49,6 +64,9 @@ void bind_mesh(py::module_& m) {
         .def_property_readonly("closed", [](const MeshBvh& b) { return b.host.closed; })
         .def_property_readonly("pseudonormal_exact", [](const MeshBvh& b) { return b.host.pseudonormal_exact; })
         .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })
+        .def_property_readonly("has_float64", [](const MeshBvh& b) { return b.host.has_float64(); })
+        .def_property_readonly("nbytes", [](const MeshBvh& b) { return b.host.nbytes(); },
+                               "Host memory of the BVH arrays (the float64 ones once a float64 query built them).")
         .def("upload_cuda",
              [](MeshBvh& b) {
                  if (b.device) return;
@@ -56,7 +74,7 @@ void bind_mesh(py::module_& m) {
              })
         .def(
             "closest",
-            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
+            [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
                int32_t sign_mode, double beta, std::uintptr_t out_dist, std::uintptr_t out_points,
                std::uintptr_t out_face, std::uintptr_t stream) {
                 const bool cuda = is_cuda(device);
@@ -64,11 +82,11 @@ void bind_mesh(py::module_& m) {
                     using T = decltype(tag);
                     py::gil_scoped_release nogil;
                     if (cuda) {
-                        NIS_CUDA_ONLY(cuda::mesh_closest(b.require_device(), ptr<const T>(points), n, sign_mode, T(beta),
+                        NIS_CUDA_ONLY(cuda::mesh_closest(b.require_device<T>(), ptr<const T>(points), n, sign_mode, T(beta),
                                                          ptr<T>(out_dist), ptr<T>(out_points), ptr<int32_t>(out_face),
                                                          ptr<void>(stream)));
                     } else {
-                        cpu::mesh_closest(b.host.view<T>(), ptr<const T>(points), n, sign_mode, T(beta), ptr<T>(out_dist),
+                        cpu::mesh_closest(b.host_view<T>(), ptr<const T>(points), n, sign_mode, T(beta), ptr<T>(out_dist),
                                           ptr<T>(out_points), ptr<int32_t>(out_face));
                     }
                 });
@@ -76,24 +94,24 @@ void bind_mesh(py::module_& m) {
             "Closest point per query (+ sign: 0 none, 1 winding number, 2 pseudonormal); null outputs are skipped.")
         .def(
             "winding",
-            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
+            [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
                double beta, std::uintptr_t out, std::uintptr_t stream) {
                 const bool cuda = is_cuda(device);
                 dispatch_float(dtype, [&](auto tag) {
                     using T = decltype(tag);
                     py::gil_scoped_release nogil;
                     if (cuda) {
-                        NIS_CUDA_ONLY(cuda::mesh_winding(b.require_device(), ptr<const T>(points), n, T(beta), ptr<T>(out),
+                        NIS_CUDA_ONLY(cuda::mesh_winding(b.require_device<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out),
                                                          ptr<void>(stream)));
                     } else {
-                        cpu::mesh_winding(b.host.view<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out));
+                        cpu::mesh_winding(b.host_view<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out));
                     }
                 });
             },
             "Generalised winding number per query (fast: dipole expansion beyond beta * node radius).")
         .def(
             "intersect",
-            [](const MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t origins,
+            [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t origins,
                std::uintptr_t directions, int64_t n, std::uintptr_t out_t, std::uintptr_t out_face,
                std::uintptr_t stream) {
                 const bool cuda = is_cuda(device);
@@ -101,11 +119,11 @@ void bind_mesh(py::module_& m) {
                     using T = decltype(tag);
                     py::gil_scoped_release nogil;
                     if (cuda) {
-                        NIS_CUDA_ONLY(cuda::mesh_intersect(b.require_device(), ptr<const T>(origins),
+                        NIS_CUDA_ONLY(cuda::mesh_intersect(b.require_device<T>(), ptr<const T>(origins),
                                                            ptr<const T>(directions), n, ptr<T>(out_t),
                                                            ptr<int32_t>(out_face), ptr<void>(stream)));
                     } else {
-                        cpu::mesh_intersect(b.host.view<T>(), ptr<const T>(origins), ptr<const T>(directions), n,
+                        cpu::mesh_intersect(b.host_view<T>(), ptr<const T>(origins), ptr<const T>(directions), n,
                                             ptr<T>(out_t), ptr<int32_t>(out_face));
                     }
                 });

@@ -108,10 +108,16 @@ class MeshSDF:
         """
         return bool(self._bvh.pseudonormal_exact)
 
+    @property
+    def nbytes(self) -> int:
+        """Host memory of the BVH: ~270 B a face, ~650 once a float64 query has built the float64 arrays
+        (the first one rebuilds the tree for them: about its build time). A GPU holds the same."""
+        return int(self._bvh.nbytes)
+
     def __repr__(self):
         return (f"MeshSDF({self.mesh.name}, {self._bvh.num_faces} faces, {self._bvh.num_nodes} nodes, "
-                f"depth {self._bvh.depth}, closed={self.closed}, pseudonormal_exact={self.pseudonormal_exact}, "
-                f"space={self.space!r}, cuda={self._bvh.on_cuda})")
+                f"depth {self._bvh.depth}, {self.nbytes / 2**20:.1f} MiB, closed={self.closed}, "
+                f"pseudonormal_exact={self.pseudonormal_exact}, space={self.space!r}, cuda={self._bvh.on_cuda})")
 
     # --- queries ------------------------------------------------------------------------------
 

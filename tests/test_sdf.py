@@ -161,6 +161,32 @@ def test_results_do_not_depend_on_the_thread_count():
         assert np.array_equal(a, b)
 
 
+def test_float64_arrays_wait_for_the_first_float64_query():
+    """The tree's float64 arrays (~60 % of its memory) are built on the first float64 query, from the
+    mesh kept for it: float32 users never hold them. Built then (by four threads asking at once),
+    they answer to brute force in float64, and every thread gets the same bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mesh = _mesh("spot.obj")
+    sdf = nf.MeshSDF(mesh)
+    bvh, faces = sdf._bvh, len(mesh.faces)
+    p, dist, winding = _oracle("spot.obj")
+    p32 = p.astype(np.float32)
+    lean = sdf.nbytes
+    sdf.sdf(p32), sdf.closest(p32), sdf.winding(p32), sdf.intersect(p32, p32)
+    assert not bvh.has_float64 and sdf.nbytes == lean
+    assert lean < 400 * faces
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: sdf.sdf(p), range(4)))
+    assert bvh.has_float64 and sdf.nbytes > 2 * lean  # the mesh copy is dropped once they exist
+    for d in answers:
+        assert np.array_equal(d, answers[0])
+    np.testing.assert_allclose(np.abs(answers[0]), dist, rtol=1e-10, atol=1e-12)
+    decided = np.abs(winding - 0.5) > 0.1
+    assert np.array_equal((answers[0] < 0)[decided], (winding > 0.5)[decided])
+    np.testing.assert_allclose(sdf.winding(p), nf.MeshSDF(mesh).winding(p), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_morton_order_answers_every_point_once(threads):
     """A big batch runs in Morton order (a radix sort split over the threads); small ones run in
@@ -551,6 +577,20 @@ def test_cuda_matches_cpu(name):
         t_cpu, f_cpu = sdf.intersect(pg.cpu(), dg.cpu())
         np.testing.assert_allclose(t.cpu().numpy(), t_cpu.numpy(), **tol)
         assert np.array_equal(f.cpu().numpy() == -1, f_cpu.numpy() == -1)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
+def test_cuda_float64_arrays_are_uploaded_on_the_first_float64_query():
+    """On the GPU the float64 arrays follow the host's: uploaded (once built) on the first float64 query."""
+    import torch
+
+    sdf = nf.MeshSDF(_mesh("spot.obj"), device="cuda")
+    p = torch.tensor(_oracle("spot.obj")[0], device="cuda")
+    sdf.sdf(p.float())
+    assert not sdf._bvh.has_float64
+    np.testing.assert_allclose(sdf.sdf(p).cpu().numpy(), sdf.sdf(p.cpu()).numpy(), rtol=1e-12, atol=1e-12)
+    assert sdf._bvh.has_float64
 
 
 def test_native_bvh_refuses_non_finite_vertices_instead_of_crashing():

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -505,7 +506,8 @@ std::vector<Dst> convert(const std::vector<double>& src) {
 
 }  // namespace
 
-MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size) {
+MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
+                           bool keep_float64) {
     if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
     if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
     if (leaf_size < 1 || leaf_size > kLanes)
@@ -544,6 +546,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     MeshBvhHost h;
     h.scale = scale;
     h.num_faces = nf;
+    h.leaf_size = leaf_size;
     std::vector<double> tris(static_cast<size_t>(nf) * 9);  // BVH order, compact
     for (int64_t i = 0; i < nf; ++i)
         for (int c = 0; c < 3; ++c)
@@ -598,8 +601,45 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
     for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
-    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, topo.face_piece);
+    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, topo.face_piece);  // reads the float64 arrays
+    if (!keep_float64) {
+        h.source_vertices.assign(vertices, vertices + 3 * nv);
+        h.source_faces.assign(faces, faces + 3 * nf);
+        std::vector<double>().swap(h.packets_d);
+        std::vector<double>().swap(h.child_boxes_d);
+        std::vector<double>().swap(h.pseudonormal_table_d);
+        std::vector<double>().swap(h.fwn_d);
+    }
     return h;
+}
+
+void add_float64(MeshBvhHost& h) {
+    if (h.has_float64()) return;
+    MeshBvhHost full = build_mesh_bvh(h.source_vertices.data(), int64_t(h.source_vertices.size() / 3),
+                                      h.source_faces.data(), h.num_faces, h.leaf_size, true);
+    const bool same = full.nodes.size() == h.nodes.size() && full.face_ids == h.face_ids &&
+                      std::memcmp(full.nodes.data(), h.nodes.data(), h.nodes.size() * sizeof(BvhNode)) == 0;
+    if (!same) throw std::logic_error("add_float64: the rebuilt BVH differs from the first build");
+    h.packets_d = std::move(full.packets_d);
+    h.child_boxes_d = std::move(full.child_boxes_d);
+    h.pseudonormal_table_d = std::move(full.pseudonormal_table_d);
+    h.fwn_d = std::move(full.fwn_d);
+    std::vector<double>().swap(h.source_vertices);
+    std::vector<int32_t>().swap(h.source_faces);
+}
+
+namespace {
+template <typename T>
+int64_t bytes_of(const std::vector<T>& v) {
+    return int64_t(v.size() * sizeof(T));
+}
+}  // namespace
+
+int64_t MeshBvhHost::nbytes() const {
+    return bytes_of(nodes) + bytes_of(face_ids) + bytes_of(pseudonormal_unsafe) + bytes_of(pseudonormal_ids) +
+           bytes_of(packets_f) + bytes_of(child_boxes_f) + bytes_of(pseudonormal_table_f) + bytes_of(fwn_f) +
+           bytes_of(packets_d) + bytes_of(child_boxes_d) + bytes_of(pseudonormal_table_d) + bytes_of(fwn_d) +
+           bytes_of(source_vertices) + bytes_of(source_faces);
 }
 
 template <>
@@ -611,6 +651,7 @@ MeshView<float> MeshBvhHost::view<float>() const {
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
+    if (!has_float64()) throw std::logic_error("MeshBvhHost: float64 view of a BVH without float64 arrays (add_float64)");
     return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormal_ids.data(),
             pseudonormal_table_d.data(), pseudonormal_unsafe.data(), fwn_d.data(),
             static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,

@@ -3,6 +3,8 @@
 // mesh_query.h, the same code as the CPU loops.
 #include <cuda_runtime.h>
 
+#include <stdexcept>
+
 #include "nis/launch.h"
 #include "nis/mesh_ops.h"
 #include "nis/mesh_query.h"
@@ -29,29 +31,44 @@ struct DeviceArray {
 };
 }  // namespace
 
+// The arrays that come in each precision.
+template <typename T>
+struct DevicePrecision {
+    DeviceArray<T> packets, boxes, pseudonormals, fwn;
+    DevicePrecision(const std::vector<T>& packets_, const std::vector<T>& boxes_, const std::vector<T>& pseudonormals_,
+                    const std::vector<T>& fwn_)
+        : packets(packets_), boxes(boxes_), pseudonormals(pseudonormals_), fwn(fwn_) {}
+};
+
 class DeviceMesh {
    public:
     explicit DeviceMesh(const MeshBvhHost& h)
-        : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe), packets_f_(h.packets_f), boxes_f_(h.child_boxes_f), pn_f_(h.pseudonormal_table_f), fwn_f_(h.fwn_f),
-          packets_d_(h.packets_d), boxes_d_(h.child_boxes_d), pn_d_(h.pseudonormal_table_d), fwn_d_(h.fwn_d),
+        : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe),
+          f_(h.packets_f, h.child_boxes_f, h.pseudonormal_table_f, h.fwn_f),
           num_nodes_(static_cast<int32_t>(h.nodes.size())), num_slots_(static_cast<int32_t>(h.face_ids.size())),
           closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
 
-    MeshView<float> view(float) const {
-        return {nodes_.ptr, packets_f_.ptr, boxes_f_.ptr, face_ids_.ptr, pn_ids_.ptr, pn_f_.ptr, pn_unsafe_.ptr, fwn_f_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_,
-                float(scale_), float(1.0 / scale_)};
+    void upload_float64(const MeshBvhHost& h) {
+        if (!d_) d_ = std::make_unique<DevicePrecision<double>>(h.packets_d, h.child_boxes_d, h.pseudonormal_table_d, h.fwn_d);
     }
+    MeshView<float> view(float) const { return view_of(f_, float(scale_)); }
     MeshView<double> view(double) const {
-        return {nodes_.ptr, packets_d_.ptr, boxes_d_.ptr, face_ids_.ptr, pn_ids_.ptr, pn_d_.ptr, pn_unsafe_.ptr, fwn_d_.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale_,
-                1.0 / scale_};
+        if (!d_) throw std::logic_error("DeviceMesh: float64 query before upload_float64");
+        return view_of(*d_, scale_);
     }
 
    private:
+    template <typename T>
+    MeshView<T> view_of(const DevicePrecision<T>& a, T scale) const {
+        return {nodes_.ptr, a.packets.ptr, a.boxes.ptr, face_ids_.ptr, pn_ids_.ptr, a.pseudonormals.ptr, pn_unsafe_.ptr,
+                a.fwn.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale, T(1) / scale};
+    }
+
     DeviceArray<BvhNode> nodes_;
     DeviceArray<int32_t> face_ids_, pn_ids_;
     DeviceArray<uint8_t> pn_unsafe_;
-    DeviceArray<float> packets_f_, boxes_f_, pn_f_, fwn_f_;
-    DeviceArray<double> packets_d_, boxes_d_, pn_d_, fwn_d_;
+    DevicePrecision<float> f_;
+    std::unique_ptr<DevicePrecision<double>> d_;  // set by upload_float64
     int32_t num_nodes_, num_slots_;
     bool closed_, pseudonormal_exact_;
     double scale_;
@@ -61,6 +78,8 @@ std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host) {
     require_cuda("MeshSDF on a CUDA device");
     return std::make_shared<DeviceMesh>(host);
 }
+
+void upload_float64(DeviceMesh& m, const MeshBvhHost& host) { m.upload_float64(host); }
 
 namespace {
 constexpr int kBlock = 128;

@@ -9,27 +9,44 @@
 
 namespace nis {
 
-// A built mesh BVH. Triangle data is kept in float32 and float64 so that each
+// A built mesh BVH. Triangle data comes in float32 and float64 so that each
 // query precision reads triangles of its own precision (float64 is exact).
 // Per-triangle arrays are indexed by slot (kLanes per leaf, see MeshView).
+//
+// The build computes everything in float64 (the float32 arrays are rounded from it),
+// but a caller that asks not to keep the float64 arrays gets a copy of the mesh
+// instead, from which add_float64 builds them on the first float64 query: they are
+// ~60 % of the memory, and the fitting pipeline queries in float32 only.
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
     std::vector<uint8_t> pseudonormal_unsafe;  // per slot, see MeshView
     std::vector<int32_t> pseudonormal_ids;     // per slot and TriRegion, see MeshView
     std::vector<float> packets_f, child_boxes_f, pseudonormal_table_f, fwn_f;
-    std::vector<double> packets_d, child_boxes_d, pseudonormal_table_d, fwn_d;
+    std::vector<double> packets_d, child_boxes_d, pseudonormal_table_d, fwn_d;  // empty until add_float64
+    // The mesh as given to the build, kept (only) while the float64 arrays are not.
+    std::vector<double> source_vertices;
+    std::vector<int32_t> source_faces;
+    int leaf_size = kLanes;
     int64_t num_faces = 0;
     int32_t depth = 0;
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
     bool pseudonormal_exact = false;  // see MeshView
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
 
-    template <typename T> MeshView<T> view() const;
+    bool has_float64() const { return !packets_d.empty(); }
+    int64_t nbytes() const;  // host memory held by the arrays above
+    template <typename T> MeshView<T> view() const;  // view<double> needs has_float64()
 };
 
 // vertices [nv, 3] float64, faces [nf, 3] int32 (indices already validated).
-MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size);
+MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
+                           bool keep_float64 = true);
+
+// Build the float64 arrays of a BVH built without them (from its copy of the mesh; the
+// build is deterministic, and the rebuilt tree is checked to be the same). Not thread-safe:
+// callers serialise it (bind_mesh.cpp: once per BVH).
+void add_float64(MeshBvhHost& h);
 
 // Whether a closed mesh (with the faces it was built from, and the piece of each face:
 // a union-find root over shared edges) is embedded (no two faces meet except at the edges
@@ -57,9 +74,11 @@ void mesh_intersect(const MeshView<T>& m, const T* origins, const T* directions,
 }  // namespace cpu
 
 namespace cuda {
-// The BVH copied to the GPU once; frees its device memory when destroyed.
+// The BVH copied to the GPU once (float32 arrays; the float64 ones by upload_float64, from
+// a host BVH that has them); frees its device memory when destroyed.
 class DeviceMesh;
 std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host);
+void upload_float64(DeviceMesh& m, const MeshBvhHost& host);
 template <typename T>
 void mesh_closest(const DeviceMesh& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
                   T* out_points, int32_t* out_face, void* stream);
