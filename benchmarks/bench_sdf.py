@@ -55,7 +55,7 @@ def peers(threads):
 
     def ours(sign, dtype):
         def build(V, F):  # the BVH build alone: the mesh is already loaded and validated
-            return nf.MeshSDF(Mesh(V, F, IDENTITY))
+            return nf.MeshSDF(Mesh(V, F, IDENTITY), float64=dtype == "float64")
 
         def query(s, p):
             return s.sdf(p, sign=sign)

@@ -11,8 +11,8 @@
 namespace nis {
 
 namespace {
-// Built without its float64 arrays; the first float64 query builds them (and, on the GPU,
-// uploads them) once, whichever threads query at the same time (the GIL is released).
+// Built with or without its float64 arrays; without, the first float64 query builds them (and,
+// on the GPU, uploads them) once, whichever threads query at the same time (the GIL is released).
 struct MeshBvh {
     MeshBvhHost host;
     std::shared_ptr<cuda::DeviceMesh> device;  // set by upload_cuda()
@@ -38,7 +38,7 @@ struct MeshBvh {
 void bind_mesh(py::module_& m) {
     py::class_<MeshBvh>(m, "MeshBvh", "Triangle BVH with winding-number and pseudonormal data (build on the CPU).")
         .def(py::init([](py::array_t<double, py::array::c_style> vertices, py::array_t<int32_t, py::array::c_style> faces,
-                         int leaf_size) {
+                         int leaf_size, bool float64) {
                  if (vertices.ndim() != 2 || vertices.shape(1) != 3 || faces.ndim() != 2 || faces.shape(1) != 3)
                      throw std::invalid_argument("MeshBvh: vertices and faces must have shape (N, 3)");
                  const int32_t* f = faces.data();
@@ -53,11 +53,11 @@ void bind_mesh(py::module_& m) {
                  auto bvh = std::make_unique<MeshBvh>();
                  {
                      py::gil_scoped_release nogil;
-                     bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size, /*keep_float64=*/false);
+                     bvh->host = build_mesh_bvh(vertices.data(), nv, f, nf, leaf_size, float64);
                  }
                  return bvh;
              }),
-             py::arg("vertices"), py::arg("faces"), py::arg("leaf_size") = 4)
+             py::arg("vertices"), py::arg("faces"), py::arg("leaf_size") = 4, py::arg("float64") = false)
         .def_property_readonly("num_nodes", [](const MeshBvh& b) { return b.host.nodes.size(); })
         .def_property_readonly("num_faces", [](const MeshBvh& b) { return b.host.num_faces; })
         .def_property_readonly("depth", [](const MeshBvh& b) { return b.host.depth; })

@@ -83,8 +83,8 @@ def surface_distance(reference: Mesh, other: Mesh, n: int = 100_000, seed: int =
     other = Mesh(other.vertices, other.faces, IDENTITY, other.name)
     a = surface_samples(reference, n, seed)
     b = surface_samples(other, n, seed + 1, space="world")
-    a_to_b = np.asarray(MeshSDF(other).closest(a)[0])
-    b_to_a = np.asarray(MeshSDF(reference, space="unit").closest(b)[0])
+    a_to_b = np.asarray(MeshSDF(other, float64=True).closest(a)[0])
+    b_to_a = np.asarray(MeshSDF(reference, space="unit", float64=True).closest(b)[0])
     return float(a_to_b.mean() + b_to_a.mean()), float(max(a_to_b.max(), b_to_a.max()))
 
 
@@ -102,7 +102,7 @@ def normal_consistency(shape, mesh, n: int = 100_000, seed: int = 0) -> float:
 
     mesh = _mesh(mesh)
     points = surface_samples(mesh, n, seed)
-    faces = np.asarray(MeshSDF(mesh, space="unit").closest(points)[2])
+    faces = np.asarray(MeshSDF(mesh, space="unit", float64=True).closest(points)[2])
     tri = mesh.unit_vertices[mesh.faces[faces]]
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     x = torch.from_numpy(points.astype(np.float32)).requires_grad_(True)

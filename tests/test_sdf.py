@@ -184,7 +184,9 @@ def test_float64_arrays_wait_for_the_first_float64_query():
     np.testing.assert_allclose(np.abs(answers[0]), dist, rtol=1e-10, atol=1e-12)
     decided = np.abs(winding - 0.5) > 0.1
     assert np.array_equal((answers[0] < 0)[decided], (winding > 0.5)[decided])
-    np.testing.assert_allclose(sdf.winding(p), nf.MeshSDF(mesh).winding(p), rtol=0, atol=0)
+    eager = nf.MeshSDF(mesh, float64=True)  # built with them from the start: the same arrays, the same bits
+    assert eager._bvh.has_float64 and eager.nbytes == sdf.nbytes
+    assert np.array_equal(eager.sdf(p), answers[0]) and np.array_equal(eager.winding(p), sdf.winding(p))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

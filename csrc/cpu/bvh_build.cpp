@@ -504,10 +504,10 @@ std::vector<Dst> convert(const std::vector<double>& src) {
     return std::vector<Dst>(src.begin(), src.end());
 }
 
-}  // namespace
-
-MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
-                           bool keep_float64) {
+// The tree and its float64 arrays (no float32 copies, no pseudonormal certificate); the
+// union-find piece of each face is left in `face_piece`.
+MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
+                          std::vector<int64_t>& face_piece) {
     if (nf <= 0) throw std::invalid_argument("build_mesh_bvh: the mesh has no faces");
     if (nf >= (int64_t(1) << 30)) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^30)");
     if (leaf_size < 1 || leaf_size > kLanes)
@@ -595,13 +595,23 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     h.child_boxes_d = wide.child_boxes();
     h.nodes = std::move(wide.nodes);
     h.fwn_d = std::move(wide.fwn);
+    face_piece = std::move(topo.face_piece);
+    return h;
+}
+
+}  // namespace
+
+MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
+                           bool keep_float64) {
+    std::vector<int64_t> face_piece;
+    MeshBvhHost h = build_float64(vertices, nv, faces, nf, leaf_size, face_piece);
     h.child_boxes_f = convert<float>(h.child_boxes_d);
     h.packets_f = convert<float>(h.packets_d);
     h.pseudonormal_table_f = convert<float>(h.pseudonormal_table_d);
     h.fwn_f = convert<float>(h.fwn_d);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
     for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
-    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, topo.face_piece);  // reads the float64 arrays
+    h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, face_piece);  // reads the float64 arrays
     if (!keep_float64) {
         h.source_vertices.assign(vertices, vertices + 3 * nv);
         h.source_faces.assign(faces, faces + 3 * nf);
@@ -615,8 +625,9 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
 
 void add_float64(MeshBvhHost& h) {
     if (h.has_float64()) return;
-    MeshBvhHost full = build_mesh_bvh(h.source_vertices.data(), int64_t(h.source_vertices.size() / 3),
-                                      h.source_faces.data(), h.num_faces, h.leaf_size, true);
+    std::vector<int64_t> face_piece;
+    MeshBvhHost full = build_float64(h.source_vertices.data(), int64_t(h.source_vertices.size() / 3),
+                                     h.source_faces.data(), h.num_faces, h.leaf_size, face_piece);
     const bool same = full.nodes.size() == h.nodes.size() && full.face_ids == h.face_ids &&
                       std::memcmp(full.nodes.data(), h.nodes.data(), h.nodes.size() * sizeof(BvhNode)) == 0;
     if (!same) throw std::logic_error("add_float64: the rebuilt BVH differs from the first build");

@@ -43,9 +43,10 @@ struct MeshBvhHost {
 MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
                            bool keep_float64 = true);
 
-// Build the float64 arrays of a BVH built without them (from its copy of the mesh; the
-// build is deterministic, and the rebuilt tree is checked to be the same). Not thread-safe:
-// callers serialise it (bind_mesh.cpp: once per BVH).
+// Build the float64 arrays of a BVH built without them, from its copy of the mesh: the build
+// again, less the float32 copies and the pseudonormal certificate (~2/3 of a build). The build
+// is deterministic; the rebuilt tree is checked to be the same. Not thread-safe: callers
+// serialise it (bind_mesh.cpp: once per BVH).
 void add_float64(MeshBvhHost& h);
 
 // Whether a closed mesh (with the faces it was built from, and the piece of each face:
