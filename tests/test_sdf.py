@@ -189,6 +189,31 @@ def test_float64_arrays_wait_for_the_first_float64_query():
     assert np.array_equal(eager.sdf(p), answers[0]) and np.array_equal(eager.winding(p), sdf.winding(p))
 
 
+def test_the_build_does_not_depend_on_the_thread_count():
+    """The SAH build splits big subtrees into parallel tasks and splices them back in depth-first
+    order; the pseudonormals sum in face order. Any thread count must give the same tree: queries at
+    the mesh's vertices (where faces tie, so the winner shows the traversal order) agree to the bit."""
+    from nis_fast._backend import native
+
+    name = "armadillo.obj" if "armadillo.obj" in MESH_FILES else "spot.obj"
+    mesh = _mesh(name)
+    rng = np.random.default_rng(12)
+    p = np.concatenate([mesh.vertices[rng.integers(0, len(mesh.vertices), 5000)],
+                        _query_points(mesh.vertices, mesh.faces, 5000, seed=12)])
+    before = native.cpu_threads()
+    answers = []
+    try:
+        for threads in (1, 3):
+            native.set_cpu_threads(threads)
+            sdf = nf.MeshSDF(mesh, float64=True)
+            native.set_cpu_threads(1)
+            answers.append((sdf._bvh.num_nodes, sdf.nbytes, sdf.pseudonormal_exact, *sdf.closest(p), sdf.sdf(p)))
+    finally:
+        native.set_cpu_threads(before)
+    for a, b in zip(*answers):
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_morton_order_answers_every_point_once(threads):
     """A big batch runs in Morton order (a radix sort split over the threads); small ones run in

@@ -48,6 +48,7 @@ float round_up(double x) {
 }
 
 constexpr int kBins = 32;
+constexpr int32_t kParallelBuild = 1 << 12;  // triangles in a subtree worth a task of its own
 
 // Leaf packets that hold n triangles.
 double packets(int32_t n) { return double((n + kLanes - 1) / kLanes); }
@@ -68,14 +69,8 @@ struct Builder {
     std::vector<std::array<double, 3>> centroid;
     std::vector<int32_t> order;  // BVH position -> original face
     std::vector<BinaryNode> nodes;
-    int32_t max_depth = 0;
 
     const double* vert(int32_t f, int corner) const { return V + 3 * static_cast<int64_t>(F[3 * int64_t(f) + corner]); }
-
-    int32_t add_node(const Box& b, int32_t first, int32_t count) {
-        nodes.push_back({b, -1, -1, first, count});
-        return static_cast<int32_t>(nodes.size() - 1);
-    }
 
     // Returns the split position in [first+1, first+count-1].
     int32_t split(int32_t first, int32_t count, const Box& cbox, int depth) {
@@ -143,21 +138,50 @@ struct Builder {
         return first + static_cast<int32_t>(mid - begin);
     }
 
-    int32_t build(int32_t first, int32_t count, int depth) {
-        max_depth = std::max(max_depth, depth);
+    // Appends the subtree over order[first, first + count) to `out` depth-first (a node, its
+    // left subtree, its right subtree) and returns the index of its root there. Halves of
+    // kParallelBuild triangles or more are built as OpenMP tasks into vectors of their own and
+    // spliced in after: the same nodes in the same order as a serial build, at any thread count
+    // (the halves partition disjoint ranges of `order`). Call inside a parallel region.
+    int32_t build(std::vector<BinaryNode>& out, int32_t first, int32_t count, int depth) {
         Box box, cbox;
         for (int32_t i = first; i < first + count; ++i) {
             box.grow(tri_box[order[i]]);
             cbox.grow(centroid[order[i]].data());
         }
-        const int32_t idx = add_node(box, first, count);
+        const int32_t idx = static_cast<int32_t>(out.size());
+        out.push_back({box, -1, -1, first, count});
         if (count <= leaf_size) return idx;
         const int32_t mid = split(first, count, cbox, depth);
-        const int32_t left = build(first, mid - first, depth + 1);
-        const int32_t right = build(mid, first + count - mid, depth + 1);
-        nodes[idx].left = left;
-        nodes[idx].right = right;
+        int32_t left, right;
+        if (count >= kParallelBuild) {
+            std::vector<BinaryNode> left_nodes, right_nodes;
+#pragma omp task default(shared)
+            build(left_nodes, first, mid - first, depth + 1);
+            build(right_nodes, mid, first + count - mid, depth + 1);
+#pragma omp taskwait
+            left = splice(out, left_nodes);
+            right = splice(out, right_nodes);
+        } else {
+            left = build(out, first, mid - first, depth + 1);
+            right = build(out, mid, first + count - mid, depth + 1);
+        }
+        out[idx].left = left;
+        out[idx].right = right;
         return idx;
+    }
+
+    // Appends a subtree built on its own (child indices relative to it); returns its root's index.
+    static int32_t splice(std::vector<BinaryNode>& out, const std::vector<BinaryNode>& part) {
+        const int32_t offset = static_cast<int32_t>(out.size());
+        for (BinaryNode n : part) {
+            if (!n.leaf()) {
+                n.left += offset;
+                n.right += offset;
+            }
+            out.push_back(n);
+        }
+        return offset;
     }
 };
 
@@ -182,36 +206,59 @@ struct Topology {
     std::vector<int64_t> face_piece;
 };
 
+// Items 0..n-1 grouped by key(item) in [0, buckets), in item order within a group (a
+// counting sort): the items of key b are sorted[start[b], start[b + 1]).
+template <typename Key>
+void bucket_sort(int64_t n, int64_t buckets, Key key, std::vector<int64_t>& start, std::vector<int64_t>& sorted) {
+    start.assign(buckets + 1, 0);
+    sorted.resize(n);
+    for (int64_t i = 0; i < n; ++i) ++start[key(i) + 1];
+    for (int64_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) sorted[fill[key(i)]++] = i;
+}
+
 // Angle-weighted pseudonormals (Baerentzen & Aanaes 2005), one per face, vertex
 // and edge in `table`, and per BVH-order triangle the row of each of its
 // TriRegions in `ids`: shared features are stored once (16 % less memory in all
 // than 7 normals a triangle).
-// Edges are matched by sorting (face, corner) slots on their undirected key,
+// Edges are matched by sorting (face, corner) slots on their undirected edge,
 // which also gives the mesh's Topology; the corners that two faces share across
 // an edge are joined, so a vertex whose corners end up in one set has one fan.
 Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::vector<double>& table,
                                std::vector<int32_t>& ids) {
-    std::vector<V3> face_n(nf), vert_n(nv, V3{0, 0, 0}), edge_n;
+    std::vector<V3> face_n(nf), corner_n(3 * nf), vert_n(nv, V3{0, 0, 0}), edge_n;
     std::vector<int64_t> edge_of(3 * nf);  // (face, corner) slot -> its undirected edge
-    std::vector<std::pair<uint64_t, int64_t>> edges(3 * nf);  // (undirected key, 3 * face + corner)
     Topology topo;
     std::vector<uint8_t> unsafe_vertex(nv, 0);
+#pragma omp parallel for schedule(static)
     for (int64_t f = 0; f < nf; ++f) {
-        const int32_t* idx = bd.F + 3 * f;
         const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
         const V3 n = normalized(cross(p[1] - p[0], p[2] - p[0]));
         face_n[f] = n;
-        if (!(length_sq(n) > 0.5))
-            for (int c = 0; c < 3; ++c) unsafe_vertex[idx[c]] = 1;
-        for (int c = 0; c < 3; ++c) {
-            const V3 u = p[(c + 1) % 3] - p[c], w = p[(c + 2) % 3] - p[c];
-            vert_n[idx[c]] = vert_n[idx[c]] + n * angle_between(u, w);
-            const uint32_t i = idx[c], j = idx[(c + 1) % 3];
-            topo.closed = topo.closed && i != j;
-            edges[3 * f + c] = {i < j ? (uint64_t(i) << 32 | j) : (uint64_t(j) << 32 | i), 3 * f + c};
-        }
+        for (int c = 0; c < 3; ++c) corner_n[3 * f + c] = n * angle_between(p[(c + 1) % 3] - p[c], p[(c + 2) % 3] - p[c]);
     }
-    std::sort(edges.begin(), edges.end());
+    // Summed in face order, as one thread would: the same bits at any thread count.
+    for (int64_t s = 0; s < 3 * nf; ++s) {
+        const int32_t v = bd.F[s];
+        vert_n[v] = vert_n[v] + corner_n[s];
+        if (!(length_sq(face_n[s / 3]) > 0.5)) unsafe_vertex[v] = 1;
+        topo.closed = topo.closed && v != bd.F[s - s % 3 + (s % 3 + 1) % 3];
+    }
+    // Slot s = 3 * face + corner walks the edge from its corner to the next. The slots sorted
+    // by undirected edge (smaller vertex, larger vertex), then slot: a counting sort on the
+    // smaller vertex (stable), then an insertion sort of each vertex's few slots.
+    const auto edge_ends = [&](int64_t s) {
+        const int32_t i = bd.F[s], j = bd.F[s - s % 3 + (s % 3 + 1) % 3];
+        return std::pair<int32_t, int32_t>(std::min(i, j), std::max(i, j));
+    };
+    std::vector<int64_t> start, edges;
+    bucket_sort(3 * nf, nv, [&](int64_t s) { return edge_ends(s).first; }, start, edges);
+#pragma omp parallel for schedule(dynamic, 4096)
+    for (int64_t v = 0; v < nv; ++v)
+        std::sort(edges.begin() + start[v], edges.begin() + start[v + 1], [&](int64_t a, int64_t b) {
+            return std::make_pair(edge_ends(a).second, a) < std::make_pair(edge_ends(b).second, b);
+        });
     std::vector<int64_t> corner_set(3 * nf);
     for (int64_t i = 0; i < 3 * nf; ++i) corner_set[i] = i;
     topo.face_piece.resize(nf);
@@ -219,13 +266,13 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
     for (size_t g = 0; g < edges.size();) {
         size_t e = g;
         V3 sum{0, 0, 0};
-        for (; e < edges.size() && edges[e].first == edges[g].first; ++e) sum = sum + face_n[edges[e].second / 3];
-        for (size_t k = g; k < e; ++k) edge_of[edges[k].second] = static_cast<int64_t>(edge_n.size());
+        for (; e < edges.size() && edge_ends(edges[e]) == edge_ends(edges[g]); ++e) sum = sum + face_n[edges[e] / 3];
+        for (size_t k = g; k < e; ++k) edge_of[edges[k]] = static_cast<int64_t>(edge_n.size());
         edge_n.push_back(sum);
         if (e - g != 2) {
             topo.closed = false;
         } else {  // the two faces must walk the edge in opposite directions
-            const int64_t s0 = edges[g].second, s1 = edges[g + 1].second;
+            const int64_t s0 = edges[g], s1 = edges[g + 1];
             topo.closed = topo.closed && bd.F[s0] != bd.F[s1];
             // Slot s walks from corner s to the next corner of its face: join the corners of the
             // two faces at each end of the edge.
@@ -240,11 +287,9 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         // Faces around each vertex (corners bucketed by vertex), compared pairwise; a vertex of
         // more than kMaxPairedValence faces is marked unsafe unchecked (the pairs are quadratic).
         constexpr int64_t kMaxPairedValence = 64;
-        std::vector<int64_t> first(nv + 1, 0), corners(3 * nf);
-        for (int64_t s = 0; s < 3 * nf; ++s) ++first[bd.F[s] + 1];
-        for (int64_t v = 0; v < nv; ++v) first[v + 1] += first[v];
-        std::vector<int64_t> fill(first.begin(), first.end() - 1);
-        for (int64_t s = 0; s < 3 * nf; ++s) corners[fill[bd.F[s]]++] = s;
+        std::vector<int64_t> first, corners;
+        bucket_sort(3 * nf, nv, [&](int64_t s) { return bd.F[s]; }, first, corners);
+#pragma omp parallel for schedule(dynamic, 4096)
         for (int64_t v = 0; v < nv; ++v) {
             if (first[v + 1] - first[v] > kMaxPairedValence) unsafe_vertex[v] = 1;
             for (int64_t i = first[v]; i < first[v + 1] && !unsafe_vertex[v]; ++i)
@@ -266,8 +311,8 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
     if (features > INT32_MAX)
         throw std::invalid_argument("build_mesh_bvh: too many faces, vertices and edges (max 2^31 in all)");
     std::vector<int32_t> row_of(features, -1);
-    table.clear();
-    table.reserve(static_cast<size_t>(features) * 3);
+    std::vector<int64_t> row_feature;  // the feature of each row
+    row_feature.reserve(static_cast<size_t>(std::min<int64_t>(features, 8 * nf)));
     ids.resize(static_cast<size_t>(nf) * kPseudonormalSlots);
     for (int64_t i = 0; i < nf; ++i) {
         const int32_t f = bd.order[i];
@@ -284,13 +329,20 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         for (int s = 0; s < kPseudonormalSlots; ++s) {
             int32_t& row = row_of[feature[s]];
             if (row < 0) {
-                row = static_cast<int32_t>(table.size() / 3);
-                const int64_t k = feature[s];
-                const V3 n = normalized(k < nf ? face_n[k] : k < nf + nv ? vert_n[k - nf] : edge_n[k - nf - nv]);
-                table.insert(table.end(), {n.x, n.y, n.z});
+                row = static_cast<int32_t>(row_feature.size());
+                row_feature.push_back(feature[s]);
             }
             ids[i * kPseudonormalSlots + s] = row;
         }
+    }
+    table.resize(row_feature.size() * 3);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < static_cast<int64_t>(row_feature.size()); ++r) {
+        const int64_t k = row_feature[r];
+        const V3 n = normalized(k < nf ? face_n[k] : k < nf + nv ? vert_n[k - nf] : edge_n[k - nf - nv]);
+        table[3 * r] = n.x;
+        table[3 * r + 1] = n.y;
+        table[3 * r + 2] = n.z;
     }
     return topo;
 }
@@ -541,7 +593,9 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
         bd.order[f] = static_cast<int32_t>(f);
     }
     bd.nodes.reserve(2 * nf / std::max(1, leaf_size / 2) + 1);
-    bd.build(0, static_cast<int32_t>(nf), 0);
+#pragma omp parallel
+#pragma omp single
+    bd.build(bd.nodes, 0, static_cast<int32_t>(nf), 0);
 
     MeshBvhHost h;
     h.scale = scale;
