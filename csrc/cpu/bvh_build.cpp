@@ -553,7 +553,10 @@ struct WideBuilder {
 
 template <typename Dst>
 std::vector<Dst> convert(const std::vector<double>& src) {
-    return std::vector<Dst>(src.begin(), src.end());
+    std::vector<Dst> out(src.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(src.size()); ++i) out[i] = static_cast<Dst>(src[i]);
+    return out;
 }
 
 // The tree and its float64 arrays (no float32 copies, no pseudonormal certificate); the
@@ -623,7 +626,8 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     h.packets_d.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
     h.pseudonormal_ids.assign(static_cast<size_t>(slots) * kPseudonormalSlots, 0);
     h.pseudonormal_unsafe.assign(slots, 1);
-    for (size_t i = 0; i < bd.nodes.size(); ++i) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(bd.nodes.size()); ++i) {
         const BinaryNode& n = bd.nodes[i];
         if (!n.leaf()) continue;
         const int64_t slot = int64_t(leaf_packet[i]) * kLanes;
