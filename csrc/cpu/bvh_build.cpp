@@ -206,6 +206,9 @@ struct Topology {
     std::vector<int64_t> face_piece;
 };
 
+// Slot s = 3 * face + corner walks its face's edge from that corner to this next one.
+int64_t next_slot(int64_t s) { return s - s % 3 + (s % 3 + 1) % 3; }
+
 // Items 0..n-1 grouped by key(item) in [0, buckets), in item order within a group (a
 // counting sort): the items of key b are sorted[start[b], start[b + 1]).
 template <typename Key>
@@ -243,13 +246,12 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         const int32_t v = bd.F[s];
         vert_n[v] = vert_n[v] + corner_n[s];
         if (!(length_sq(face_n[s / 3]) > 0.5)) unsafe_vertex[v] = 1;
-        topo.closed = topo.closed && v != bd.F[s - s % 3 + (s % 3 + 1) % 3];
+        topo.closed = topo.closed && v != bd.F[next_slot(s)];
     }
-    // Slot s = 3 * face + corner walks the edge from its corner to the next. The slots sorted
-    // by undirected edge (smaller vertex, larger vertex), then slot: a counting sort on the
-    // smaller vertex (stable), then an insertion sort of each vertex's few slots.
+    // The slots sorted by undirected edge (smaller vertex, larger vertex), then slot: a
+    // counting sort on the smaller vertex (stable), then a sort of each vertex's few slots.
     const auto edge_ends = [&](int64_t s) {
-        const int32_t i = bd.F[s], j = bd.F[s - s % 3 + (s % 3 + 1) % 3];
+        const int32_t i = bd.F[s], j = bd.F[next_slot(s)];
         return std::pair<int32_t, int32_t>(std::min(i, j), std::max(i, j));
     };
     std::vector<int64_t> start, edges;
@@ -274,11 +276,9 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         } else {  // the two faces must walk the edge in opposite directions
             const int64_t s0 = edges[g], s1 = edges[g + 1];
             topo.closed = topo.closed && bd.F[s0] != bd.F[s1];
-            // Slot s walks from corner s to the next corner of its face: join the corners of the
-            // two faces at each end of the edge.
-            const auto next = [](int64_t s) { return s - s % 3 + (s % 3 + 1) % 3; };
-            corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next(s1));
-            corner_set[union_find_root(corner_set, next(s0))] = union_find_root(corner_set, s1);
+            // Join the corners of the two faces at each end of the edge.
+            corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next_slot(s1));
+            corner_set[union_find_root(corner_set, next_slot(s0))] = union_find_root(corner_set, s1);
             topo.face_piece[union_find_root(topo.face_piece, s0 / 3)] = union_find_root(topo.face_piece, s1 / 3);
         }
         g = e;
