@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <utility>
 
@@ -142,7 +143,8 @@ struct Builder {
     // left subtree, its right subtree) and returns the index of its root there. Halves of
     // kParallelBuild triangles or more are built as OpenMP tasks into vectors of their own and
     // spliced in after: the same nodes in the same order as a serial build, at any thread count
-    // (the halves partition disjoint ranges of `order`). Call inside a parallel region.
+    // (the halves partition disjoint ranges of `order`). Call inside a parallel region; an
+    // exception (std::bad_alloc) reaches the caller after the tasks it started have finished.
     int32_t build(std::vector<BinaryNode>& out, int32_t first, int32_t count, int depth) {
         Box box, cbox;
         for (int32_t i = first; i < first + count; ++i) {
@@ -156,10 +158,16 @@ struct Builder {
         int32_t left, right;
         if (count >= kParallelBuild) {
             std::vector<BinaryNode> left_nodes, right_nodes;
+            std::exception_ptr task_error;  // an exception must not leave a task: it would end the process
 #pragma omp task default(shared)
-            build(left_nodes, first, mid - first, depth + 1);
+            try {
+                build(left_nodes, first, mid - first, depth + 1);
+            } catch (...) {
+                task_error = std::current_exception();
+            }
             build(right_nodes, mid, first + count - mid, depth + 1);
 #pragma omp taskwait
+            if (task_error) std::rethrow_exception(task_error);
             left = splice(out, left_nodes);
             right = splice(out, right_nodes);
         } else {
@@ -596,9 +604,15 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
         bd.order[f] = static_cast<int32_t>(f);
     }
     bd.nodes.reserve(2 * nf / std::max(1, leaf_size / 2) + 1);
+    std::exception_ptr build_error;  // rethrown outside the parallel region (it must not leave one)
 #pragma omp parallel
 #pragma omp single
-    bd.build(bd.nodes, 0, static_cast<int32_t>(nf), 0);
+    try {
+        bd.build(bd.nodes, 0, static_cast<int32_t>(nf), 0);
+    } catch (...) {
+        build_error = std::current_exception();
+    }
+    if (build_error) std::rethrow_exception(build_error);
 
     MeshBvhHost h;
     h.scale = scale;
