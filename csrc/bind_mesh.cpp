@@ -16,21 +16,34 @@ namespace {
 struct MeshBvh {
     MeshBvhHost host;
     std::shared_ptr<cuda::DeviceMesh> device;  // set by upload_cuda()
-    std::once_flag host_float64, device_float64;
+    // Held while the float64 arrays are built or uploaded, and while their state is read: they are
+    // never changed after that, so the queries read them unlocked.
+    mutable std::mutex float64_mutex;
+    bool device_float64 = false;
 
     template <typename T>
     MeshView<T> host_view() {
-        if (std::is_same<T, double>::value) std::call_once(host_float64, [this] { add_float64(host); });
+        if (std::is_same<T, double>::value) {
+            std::lock_guard<std::mutex> lock(float64_mutex);
+            add_float64(host);  // returns at once when they exist
+        }
         return host.view<T>();
     }
     template <typename T>
     const cuda::DeviceMesh& require_device() {
         if (!device) throw std::runtime_error("nis_fast._C.MeshBvh: upload_cuda() was not called before a CUDA query");
         if (std::is_same<T, double>::value) {
-            host_view<double>();
-            std::call_once(device_float64, [this] { cuda::upload_float64(*device, host); });
+            std::lock_guard<std::mutex> lock(float64_mutex);
+            add_float64(host);
+            if (!device_float64) cuda::upload_float64(*device, host);
+            device_float64 = true;
         }
         return *device;
+    }
+    template <typename F>
+    auto locked(F read) const {
+        std::lock_guard<std::mutex> lock(float64_mutex);
+        return read(host);
     }
 };
 }  // namespace
@@ -64,8 +77,14 @@ void bind_mesh(py::module_& m) {
         .def_property_readonly("closed", [](const MeshBvh& b) { return b.host.closed; })
         .def_property_readonly("pseudonormal_exact", [](const MeshBvh& b) { return b.host.pseudonormal_exact; })
         .def_property_readonly("on_cuda", [](const MeshBvh& b) { return static_cast<bool>(b.device); })
-        .def_property_readonly("has_float64", [](const MeshBvh& b) { return b.host.has_float64(); })
-        .def_property_readonly("nbytes", [](const MeshBvh& b) { return b.host.nbytes(); },
+        .def_property_readonly("has_float64",
+                               [](const MeshBvh& b) {
+                                   return b.locked([](const MeshBvhHost& h) { return h.has_float64(); });
+                               })
+        .def_property_readonly("nbytes",
+                               [](const MeshBvh& b) {
+                                   return b.locked([](const MeshBvhHost& h) { return h.nbytes(); });
+                               },
                                "Host memory of the BVH arrays (the float64 ones once a float64 query built them).")
         .def("upload_cuda",
              [](MeshBvh& b) {

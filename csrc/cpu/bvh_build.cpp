@@ -247,7 +247,8 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
         const V3 p[3] = {v3(bd.vert(f, 0)), v3(bd.vert(f, 1)), v3(bd.vert(f, 2))};
         const V3 n = normalized(cross(p[1] - p[0], p[2] - p[0]));
         face_n[f] = n;
-        for (int c = 0; c < 3; ++c) corner_n[3 * f + c] = n * angle_between(p[(c + 1) % 3] - p[c], p[(c + 2) % 3] - p[c]);
+        for (int c = 0; c < 3; ++c)
+            corner_n[3 * f + c] = n * angle_between(p[(c + 1) % 3] - p[c], p[(c + 2) % 3] - p[c]);
     }
     // Summed in face order, as one thread would: the same bits at any thread count.
     for (int64_t s = 0; s < 3 * nf; ++s) {

@@ -49,7 +49,8 @@ class DeviceMesh {
           closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
 
     void upload_float64(const MeshBvhHost& h) {
-        if (!d_) d_ = std::make_unique<DevicePrecision<double>>(h.packets_d, h.child_boxes_d, h.pseudonormal_table_d, h.fwn_d);
+        if (!d_)
+            d_ = std::make_unique<DevicePrecision<double>>(h.packets_d, h.child_boxes_d, h.pseudonormal_table_d, h.fwn_d);
     }
     MeshView<float> view(float) const { return view_of(f_, float(scale_)); }
     MeshView<double> view(double) const {
