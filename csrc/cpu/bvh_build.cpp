@@ -144,7 +144,7 @@ struct Builder {
     // kParallelBuild triangles or more are built as OpenMP tasks into vectors of their own and
     // spliced in after: the same nodes in the same order as a serial build, at any thread count
     // (the halves partition disjoint ranges of `order`). Call inside a parallel region; an
-    // exception (std::bad_alloc) reaches the caller after the tasks it started have finished.
+    // exception (std::bad_alloc) reaches the caller once the tasks it started have finished.
     int32_t build(std::vector<BinaryNode>& out, int32_t first, int32_t count, int depth) {
         Box box, cbox;
         for (int32_t i = first; i < first + count; ++i) {
@@ -157,17 +157,24 @@ struct Builder {
         const int32_t mid = split(first, count, cbox, depth);
         int32_t left, right;
         if (count >= kParallelBuild) {
+            // An exception must not leave the task (that ends the process), nor this frame
+            // before the task is done with the vectors: both halves catch, and rethrow after.
             std::vector<BinaryNode> left_nodes, right_nodes;
-            std::exception_ptr task_error;  // an exception must not leave a task: it would end the process
+            std::exception_ptr left_error, right_error;
 #pragma omp task default(shared)
             try {
                 build(left_nodes, first, mid - first, depth + 1);
             } catch (...) {
-                task_error = std::current_exception();
+                left_error = std::current_exception();
             }
-            build(right_nodes, mid, first + count - mid, depth + 1);
+            try {
+                build(right_nodes, mid, first + count - mid, depth + 1);
+            } catch (...) {
+                right_error = std::current_exception();
+            }
 #pragma omp taskwait
-            if (task_error) std::rethrow_exception(task_error);
+            if (left_error) std::rethrow_exception(left_error);
+            if (right_error) std::rethrow_exception(right_error);
             left = splice(out, left_nodes);
             right = splice(out, right_nodes);
         } else {
@@ -568,6 +575,16 @@ std::vector<Dst> convert(const std::vector<double>& src) {
     return out;
 }
 
+// The float32 arrays, rounded from the float64 ones.
+void fill_float32(MeshBvhHost& h) {
+    h.child_boxes_f = convert<float>(h.child_boxes_d);
+    h.packets_f = convert<float>(h.packets_d);
+    h.pseudonormal_table_f = convert<float>(h.pseudonormal_table_d);
+    h.fwn_f = convert<float>(h.fwn_d);
+    // The float far-field radius is rounded up so the "far enough" test stays conservative.
+    for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
+}
+
 // The tree and its float64 arrays (no float32 copies, no pseudonormal certificate); the
 // union-find piece of each face is left in `face_piece`.
 MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
@@ -625,7 +642,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
             for (int k = 0; k < 3; ++k) tris[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
     std::vector<double> fwn;
     std::vector<int32_t> pseudonormal_ids;  // BVH order
-    const Topology topo = compute_pseudonormals(bd, nv, nf, h.pseudonormal_table_d, pseudonormal_ids);
+    Topology topo = compute_pseudonormals(bd, nv, nf, h.pseudonormal_table_d, pseudonormal_ids);
     h.closed = topo.closed;
     compute_fwn(bd, tris, fwn);
 
@@ -678,12 +695,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
                            bool keep_float64) {
     std::vector<int64_t> face_piece;
     MeshBvhHost h = build_float64(vertices, nv, faces, nf, leaf_size, face_piece);
-    h.child_boxes_f = convert<float>(h.child_boxes_d);
-    h.packets_f = convert<float>(h.packets_d);
-    h.pseudonormal_table_f = convert<float>(h.pseudonormal_table_d);
-    h.fwn_f = convert<float>(h.fwn_d);
-    // The float far-field radius is rounded up so the "far enough" test stays conservative.
-    for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
+    fill_float32(h);
     h.pseudonormal_exact = pseudonormal_sign_is_exact(h, faces, face_piece);  // reads the float64 arrays
     if (!keep_float64) {
         h.source_vertices.assign(vertices, vertices + 3 * nv);
@@ -696,13 +708,29 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     return h;
 }
 
+namespace {
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {  // NaN included
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+template <typename T>
+int64_t bytes_of(const std::vector<T>& v) {
+    return int64_t(v.size() * sizeof(T));
+}
+}  // namespace
+
 void add_float64(MeshBvhHost& h) {
     if (h.has_float64()) return;
     std::vector<int64_t> face_piece;
     MeshBvhHost full = build_float64(h.source_vertices.data(), int64_t(h.source_vertices.size() / 3),
                                      h.source_faces.data(), h.num_faces, h.leaf_size, face_piece);
-    const bool same = full.nodes.size() == h.nodes.size() && full.face_ids == h.face_ids &&
-                      std::memcmp(full.nodes.data(), h.nodes.data(), h.nodes.size() * sizeof(BvhNode)) == 0;
+    // The same tree, and float64 arrays that round to the float32 ones kept: else the queries of
+    // the two precisions would disagree (the build is deterministic at any thread count).
+    fill_float32(full);
+    const bool same = same_bits(full.nodes, h.nodes) && same_bits(full.face_ids, h.face_ids) &&
+                      same_bits(full.pseudonormal_ids, h.pseudonormal_ids) && same_bits(full.packets_f, h.packets_f) &&
+                      same_bits(full.child_boxes_f, h.child_boxes_f) &&
+                      same_bits(full.pseudonormal_table_f, h.pseudonormal_table_f) && same_bits(full.fwn_f, h.fwn_f);
     if (!same) throw std::logic_error("add_float64: the rebuilt BVH differs from the first build");
     h.packets_d = std::move(full.packets_d);
     h.child_boxes_d = std::move(full.child_boxes_d);
@@ -711,13 +739,6 @@ void add_float64(MeshBvhHost& h) {
     std::vector<double>().swap(h.source_vertices);
     std::vector<int32_t>().swap(h.source_faces);
 }
-
-namespace {
-template <typename T>
-int64_t bytes_of(const std::vector<T>& v) {
-    return int64_t(v.size() * sizeof(T));
-}
-}  // namespace
 
 int64_t MeshBvhHost::nbytes() const {
     return bytes_of(nodes) + bytes_of(face_ids) + bytes_of(pseudonormal_unsafe) + bytes_of(pseudonormal_ids) +
