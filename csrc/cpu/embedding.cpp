@@ -223,10 +223,13 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
                 }
             }
         }
-        std::vector<int32_t> stack{0};
-        while (!stack.empty() && apart.load(std::memory_order_relaxed)) {
-            const int32_t ref = stack.back();
-            stack.pop_back();
+        // A fixed stack (a node's kWidth children on top of kWidth - 1 pending per level: the
+        // traversal bound): nothing is allocated, so nothing can throw inside the parallel loop.
+        int32_t stack[kBvhStackSize];
+        int sp = 0;
+        stack[sp++] = 0;
+        while (sp > 0 && apart.load(std::memory_order_relaxed)) {
+            const int32_t ref = stack[--sp];
             if (child_is_leaf(ref)) {
                 const int32_t q = leaf_packet(ref);
                 if (q < p) continue;  // that pair is tested from q's side
@@ -249,7 +252,7 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
                 bool overlap = n.child[k] != kEmptyChild;
                 for (int axis = 0; axis < 3; ++axis)
                     overlap = overlap && n.lo[axis][k] <= hi[axis] && n.hi[axis][k] >= lo[axis];
-                if (overlap) stack.push_back(n.child[k]);
+                if (overlap) stack[sp++] = n.child[k];
             }
         }
     }
