@@ -11,6 +11,8 @@ Inputs: numpy arrays or torch tensors of shape (N, 3) or (3,), float32 or
 float64 (integers are converted to float64). Outputs are of the same kind, on
 the same device, in the same float dtype. float64 queries read float64
 triangles and are exact to rounding; float32 queries are float32 throughout.
+The float64 copy of the tree is built by the first float64 query (or at once,
+``MeshSDF(mesh, float64=True)``): float32 users never hold it (``nbytes``).
 
 Sign conventions and what happens on imperfect meshes:
 - ``sign="winding"`` (default): negative where the generalised winding number
