@@ -281,23 +281,35 @@ Topology compute_pseudonormals(const Builder& bd, int64_t nv, int64_t nf, std::v
     for (int64_t i = 0; i < 3 * nf; ++i) corner_set[i] = i;
     topo.face_piece.resize(nf);
     for (int64_t f = 0; f < nf; ++f) topo.face_piece[f] = f;
-    for (size_t g = 0; g < edges.size();) {
-        size_t e = g;
+    // Each run of one undirected edge in `edges`: its normal (the sum of its faces', in slot order)
+    // in parallel, then the union-find joins in edge order.
+    std::vector<int64_t> edge_start;
+    for (int64_t k = 0; k < 3 * nf; ++k)
+        if (k == 0 || edge_ends(edges[k]) != edge_ends(edges[k - 1])) edge_start.push_back(k);
+    const int64_t num_edges = static_cast<int64_t>(edge_start.size());
+    edge_start.push_back(3 * nf);
+    edge_n.resize(num_edges);
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < num_edges; ++e) {
         V3 sum{0, 0, 0};
-        for (; e < edges.size() && edge_ends(edges[e]) == edge_ends(edges[g]); ++e) sum = sum + face_n[edges[e] / 3];
-        for (size_t k = g; k < e; ++k) edge_of[edges[k]] = static_cast<int64_t>(edge_n.size());
-        edge_n.push_back(sum);
-        if (e - g != 2) {
-            topo.closed = false;
-        } else {  // the two faces must walk the edge in opposite directions
-            const int64_t s0 = edges[g], s1 = edges[g + 1];
-            topo.closed = topo.closed && bd.F[s0] != bd.F[s1];
-            // Join the corners of the two faces at each end of the edge.
-            corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next_slot(s1));
-            corner_set[union_find_root(corner_set, next_slot(s0))] = union_find_root(corner_set, s1);
-            topo.face_piece[union_find_root(topo.face_piece, s0 / 3)] = union_find_root(topo.face_piece, s1 / 3);
+        for (int64_t k = edge_start[e]; k < edge_start[e + 1]; ++k) {
+            sum = sum + face_n[edges[k] / 3];
+            edge_of[edges[k]] = e;
         }
-        g = e;
+        edge_n[e] = sum;
+    }
+    for (int64_t e = 0; e < num_edges; ++e) {
+        if (edge_start[e + 1] - edge_start[e] != 2) {
+            topo.closed = false;
+            continue;
+        }
+        // The two faces must walk the edge in opposite directions.
+        const int64_t s0 = edges[edge_start[e]], s1 = edges[edge_start[e] + 1];
+        topo.closed = topo.closed && bd.F[s0] != bd.F[s1];
+        // Join the corners of the two faces at each end of the edge.
+        corner_set[union_find_root(corner_set, s0)] = union_find_root(corner_set, next_slot(s1));
+        corner_set[union_find_root(corner_set, next_slot(s0))] = union_find_root(corner_set, s1);
+        topo.face_piece[union_find_root(topo.face_piece, s0 / 3)] = union_find_root(topo.face_piece, s1 / 3);
     }
     if (topo.closed) {  // the flags only serve closed meshes (MeshView::pseudonormal_exact)
         // Faces around each vertex (corners bucketed by vertex), compared pairwise; a vertex of
@@ -609,6 +621,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     bd.tri_box.resize(nf);
     bd.centroid.resize(nf);
     bd.order.resize(nf);
+#pragma omp parallel for schedule(static)
     for (int64_t f = 0; f < nf; ++f) {
         Box b;
         std::array<double, 3> c{0, 0, 0};
@@ -637,6 +650,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     h.num_faces = nf;
     h.leaf_size = leaf_size;
     std::vector<double> tris(static_cast<size_t>(nf) * 9);  // BVH order, compact
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < nf; ++i)
         for (int c = 0; c < 3; ++c)
             for (int k = 0; k < 3; ++k) tris[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
