@@ -616,11 +616,15 @@ def test_cuda_float64_arrays_are_uploaded_on_the_first_float64_query():
     import torch
 
     sdf = nf.MeshSDF(_mesh("spot.obj"), device="cuda")
-    p = torch.tensor(_oracle("spot.obj")[0], device="cuda")
+    points, dist, winding = _oracle("spot.obj")
+    p = torch.tensor(points, device="cuda")
     sdf.sdf(p.float())
     assert not sdf._bvh.has_float64
-    np.testing.assert_allclose(sdf.sdf(p).cpu().numpy(), sdf.sdf(p.cpu()).numpy(), rtol=1e-12, atol=1e-12)
+    gpu = sdf.sdf(p).cpu().numpy()
     assert sdf._bvh.has_float64
+    np.testing.assert_allclose(np.abs(gpu), dist, rtol=1e-10, atol=1e-12)
+    decided = np.abs(winding - 0.5) > 0.1
+    assert np.array_equal((gpu < 0)[decided], (winding > 0.5)[decided])
 
 
 def test_native_bvh_refuses_non_finite_vertices_instead_of_crashing():
