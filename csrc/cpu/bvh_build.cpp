@@ -589,12 +589,12 @@ std::vector<Dst> convert(const std::vector<double>& src) {
 
 // The float32 arrays, rounded from the float64 ones.
 void fill_float32(MeshBvhHost& h) {
-    h.child_boxes_f = convert<float>(h.child_boxes_d);
-    h.packets_f = convert<float>(h.packets_d);
-    h.pseudonormal_table_f = convert<float>(h.pseudonormal_table_d);
-    h.fwn_f = convert<float>(h.fwn_d);
+    h.f.child_boxes = convert<float>(h.d.child_boxes);
+    h.f.packets = convert<float>(h.d.packets);
+    h.f.pseudonormal_table = convert<float>(h.d.pseudonormal_table);
+    h.f.fwn = convert<float>(h.d.fwn);
     // The float far-field radius is rounded up so the "far enough" test stays conservative.
-    for (size_t i = 0; i < h.fwn_f.size(); i += kFwnStride) h.fwn_f[i + 6] = round_up(h.fwn_d[i + 6]);
+    for (size_t i = 0; i < h.f.fwn.size(); i += kFwnStride) h.f.fwn[i + 6] = round_up(h.d.fwn[i + 6]);
 }
 
 // The tree and its float64 arrays (no float32 copies, no pseudonormal certificate); the
@@ -656,7 +656,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
             for (int k = 0; k < 3; ++k) tris[9 * i + 3 * c + k] = bd.vert(bd.order[i], c)[k];
     std::vector<double> fwn;
     std::vector<int32_t> pseudonormal_ids;  // BVH order
-    Topology topo = compute_pseudonormals(bd, nv, nf, h.pseudonormal_table_d, pseudonormal_ids);
+    Topology topo = compute_pseudonormals(bd, nv, nf, h.d.pseudonormal_table, pseudonormal_ids);
     h.closed = topo.closed;
     compute_fwn(bd, tris, fwn);
 
@@ -669,7 +669,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     // Leaf references and slots are int32 (see leaf_ref in bvh.h).
     if (slots > INT32_MAX) throw std::invalid_argument("build_mesh_bvh: too many faces (max 2^29 leaves)");
     h.face_ids.assign(slots, -1);
-    h.packets_d.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
+    h.d.packets.assign(static_cast<size_t>(num_packets) * kPacketSize, 0.0);
     h.pseudonormal_ids.assign(static_cast<size_t>(slots) * kPseudonormalSlots, 0);
     h.pseudonormal_unsafe.assign(slots, 1);
 #pragma omp parallel for schedule(static)
@@ -677,7 +677,7 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
         const BinaryNode& n = bd.nodes[i];
         if (!n.leaf()) continue;
         const int64_t slot = int64_t(leaf_packet[i]) * kLanes;
-        double* packet = h.packets_d.data() + int64_t(leaf_packet[i]) * kPacketSize;
+        double* packet = h.d.packets.data() + int64_t(leaf_packet[i]) * kPacketSize;
         for (int lane = 0; lane < kLanes; ++lane) {
             const int64_t t = n.first + (lane < n.count ? lane : 0);
             const V3 a = load3(tris.data(), 3 * t), b = load3(tris.data(), 3 * t + 1), c = load3(tris.data(), 3 * t + 2);
@@ -696,9 +696,9 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     wide.collapse(0, 1);
     if (wide.max_depth > kWideMaxDepth) throw std::logic_error("build_mesh_bvh: wide tree deeper than the stack bound");
     h.depth = wide.max_depth;
-    h.child_boxes_d = wide.child_boxes();
+    h.d.child_boxes = wide.child_boxes();
     h.nodes = std::move(wide.nodes);
-    h.fwn_d = std::move(wide.fwn);
+    h.d.fwn = std::move(wide.fwn);
     face_piece = std::move(topo.face_piece);
     return h;
 }
@@ -714,10 +714,7 @@ MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* fa
     if (!keep_float64) {
         h.source_vertices.assign(vertices, vertices + 3 * nv);
         h.source_faces.assign(faces, faces + 3 * nf);
-        std::vector<double>().swap(h.packets_d);
-        std::vector<double>().swap(h.child_boxes_d);
-        std::vector<double>().swap(h.pseudonormal_table_d);
-        std::vector<double>().swap(h.fwn_d);
+        h.d = PrecisionArrays<double>();  // frees them
     }
     return h;
 }
@@ -742,39 +739,38 @@ void add_float64(MeshBvhHost& h) {
     // the two precisions would disagree (the build is deterministic at any thread count).
     fill_float32(full);
     const bool same = same_bits(full.nodes, h.nodes) && same_bits(full.face_ids, h.face_ids) &&
-                      same_bits(full.pseudonormal_ids, h.pseudonormal_ids) && same_bits(full.packets_f, h.packets_f) &&
-                      same_bits(full.child_boxes_f, h.child_boxes_f) &&
-                      same_bits(full.pseudonormal_table_f, h.pseudonormal_table_f) && same_bits(full.fwn_f, h.fwn_f);
+                      same_bits(full.pseudonormal_ids, h.pseudonormal_ids) && same_bits(full.f.packets, h.f.packets) &&
+                      same_bits(full.f.child_boxes, h.f.child_boxes) &&
+                      same_bits(full.f.pseudonormal_table, h.f.pseudonormal_table) && same_bits(full.f.fwn, h.f.fwn);
     if (!same) throw std::logic_error("add_float64: the rebuilt BVH differs from the first build");
-    h.packets_d = std::move(full.packets_d);
-    h.child_boxes_d = std::move(full.child_boxes_d);
-    h.pseudonormal_table_d = std::move(full.pseudonormal_table_d);
-    h.fwn_d = std::move(full.fwn_d);
+    h.d = std::move(full.d);
     std::vector<double>().swap(h.source_vertices);
     std::vector<int32_t>().swap(h.source_faces);
 }
 
 int64_t MeshBvhHost::nbytes() const {
     return bytes_of(nodes) + bytes_of(face_ids) + bytes_of(pseudonormal_unsafe) + bytes_of(pseudonormal_ids) +
-           bytes_of(packets_f) + bytes_of(child_boxes_f) + bytes_of(pseudonormal_table_f) + bytes_of(fwn_f) +
-           bytes_of(packets_d) + bytes_of(child_boxes_d) + bytes_of(pseudonormal_table_d) + bytes_of(fwn_d) +
-           bytes_of(source_vertices) + bytes_of(source_faces);
+           f.nbytes() + d.nbytes() + bytes_of(source_vertices) + bytes_of(source_faces);
 }
+
+namespace {
+template <typename T>
+MeshView<T> view_of(const MeshBvhHost& h, const PrecisionArrays<T>& a) {
+    return {h.nodes.data(), a.packets.data(), a.child_boxes.data(), h.face_ids.data(), h.pseudonormal_ids.data(),
+            a.pseudonormal_table.data(), h.pseudonormal_unsafe.data(), a.fwn.data(),
+            static_cast<int32_t>(h.nodes.size()), static_cast<int32_t>(h.face_ids.size()), h.closed,
+            h.pseudonormal_exact, T(h.scale), T(1.0 / h.scale)};
+}
+}  // namespace
 
 template <>
 MeshView<float> MeshBvhHost::view<float>() const {
-    return {nodes.data(), packets_f.data(), child_boxes_f.data(), face_ids.data(), pseudonormal_ids.data(),
-            pseudonormal_table_f.data(), pseudonormal_unsafe.data(), fwn_f.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
-            float(scale), float(1.0 / scale)};
+    return view_of(*this, f);
 }
 template <>
 MeshView<double> MeshBvhHost::view<double>() const {
     if (!has_float64()) throw std::logic_error("MeshBvhHost: float64 view of a BVH without float64 arrays (add_float64)");
-    return {nodes.data(), packets_d.data(), child_boxes_d.data(), face_ids.data(), pseudonormal_ids.data(),
-            pseudonormal_table_d.data(), pseudonormal_unsafe.data(), fwn_d.data(),
-            static_cast<int32_t>(nodes.size()), static_cast<int32_t>(face_ids.size()), closed, pseudonormal_exact,
-            scale, 1.0 / scale};
+    return view_of(*this, d);
 }
 
 }  // namespace nis

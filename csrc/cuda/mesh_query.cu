@@ -31,26 +31,24 @@ struct DeviceArray {
 };
 }  // namespace
 
-// The arrays that come in each precision.
+// The arrays that come in each precision (PrecisionArrays on the device).
 template <typename T>
 struct DevicePrecision {
     DeviceArray<T> packets, boxes, pseudonormals, fwn;
-    DevicePrecision(const std::vector<T>& packets_, const std::vector<T>& boxes_, const std::vector<T>& pseudonormals_,
-                    const std::vector<T>& fwn_)
-        : packets(packets_), boxes(boxes_), pseudonormals(pseudonormals_), fwn(fwn_) {}
+    explicit DevicePrecision(const PrecisionArrays<T>& a)
+        : packets(a.packets), boxes(a.child_boxes), pseudonormals(a.pseudonormal_table), fwn(a.fwn) {}
 };
 
 class DeviceMesh {
    public:
     explicit DeviceMesh(const MeshBvhHost& h)
         : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe),
-          f_(h.packets_f, h.child_boxes_f, h.pseudonormal_table_f, h.fwn_f),
+          f_(h.f),
           num_nodes_(static_cast<int32_t>(h.nodes.size())), num_slots_(static_cast<int32_t>(h.face_ids.size())),
           closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
 
     void upload_float64(const MeshBvhHost& h) {
-        if (!d_)
-            d_ = std::make_unique<DevicePrecision<double>>(h.packets_d, h.child_boxes_d, h.pseudonormal_table_d, h.fwn_d);
+        if (!d_) d_ = std::make_unique<DevicePrecision<double>>(h.d);
     }
     MeshView<float> view(float) const { return view_of(f_, float(scale_)); }
     MeshView<double> view(double) const {

@@ -17,13 +17,22 @@ namespace nis {
 // but a caller that asks not to keep the float64 arrays gets a copy of the mesh
 // instead, from which add_float64 builds them on the first float64 query: they are
 // ~60 % of the memory, and the fitting pipeline queries in float32 only.
+// The arrays that come in each precision (see MeshView).
+template <typename T>
+struct PrecisionArrays {
+    std::vector<T> packets, child_boxes, pseudonormal_table, fwn;
+    int64_t nbytes() const {
+        return int64_t((packets.size() + child_boxes.size() + pseudonormal_table.size() + fwn.size()) * sizeof(T));
+    }
+};
+
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
     std::vector<uint8_t> pseudonormal_unsafe;  // per slot, see MeshView
     std::vector<int32_t> pseudonormal_ids;     // per slot and TriRegion, see MeshView
-    std::vector<float> packets_f, child_boxes_f, pseudonormal_table_f, fwn_f;
-    std::vector<double> packets_d, child_boxes_d, pseudonormal_table_d, fwn_d;  // empty until add_float64
+    PrecisionArrays<float> f;
+    PrecisionArrays<double> d;  // empty until add_float64
     // The mesh as given to the build, kept (only) while the float64 arrays are not.
     std::vector<double> source_vertices;
     std::vector<int32_t> source_faces;
@@ -34,7 +43,7 @@ struct MeshBvhHost {
     bool pseudonormal_exact = false;  // see MeshView
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
 
-    bool has_float64() const { return !packets_d.empty(); }
+    bool has_float64() const { return !d.packets.empty(); }
     int64_t nbytes() const;  // host memory held by the arrays above
     template <typename T> MeshView<T> view() const;  // view<double> needs has_float64()
 };
