@@ -7,6 +7,12 @@ against brute force (nis_fast._reference) on a sample: max distance error and th
 disagree with the exact winding-number sign (points within 0.1 of w = 1/2 left out).
 
     python benchmarks/bench_sdf.py [--quick] [--threads 2] [--out results.json]
+    python benchmarks/bench_sdf.py --device cuda --threads 16   (on a GPU machine)
+
+With --device cuda the table is the CUDA engine instead: 2^22 points per set on every mesh (the
+armadillo is the issue's 100k-triangle case), float32 and float64, both signs, against the CPU engine
+on all the given threads in the same run (and Open3D on the CPU when installed), the GPU's answers
+checked against the CPU engine's.
 """
 from __future__ import annotations
 
@@ -122,11 +128,64 @@ def peers(threads):
     return out
 
 
+def cuda_rows(meshes, threads, n_points):
+    """The CUDA engine against the CPU engine (and Open3D) on the same box, same points."""
+    import torch
+
+    def sync():
+        torch.cuda.synchronize()
+
+    rows = []
+    for mesh in meshes:
+        V, F = np.ascontiguousarray(mesh.unit_vertices), mesh.faces
+        label = f"{Path(mesh.name.strip(chr(39))).name} ({len(F)} tris)"
+        t0 = time.perf_counter()
+        gpu = nf.MeshSDF(Mesh(V, F, IDENTITY), device="cuda", float64=True)
+        sync()
+        build_s = time.perf_counter() - t0
+        cpu = nf.MeshSDF(Mesh(V, F, IDENTITY), float64=True)
+        o3d_peer = next((p for p in peers(threads) if p[0].startswith("open3d")), None)
+        o3d_scene = o3d_peer[3](V, F) if o3d_peer else None
+        for set_name, pts in point_sets(V, F, n_points).items():
+            for dtype in ("float32", "float64"):
+                p_cpu = np.ascontiguousarray(pts[:200_000], dtype=dtype)  # the CPU peers' timed subset
+                p_gpu = torch.from_numpy(np.ascontiguousarray(pts, dtype=dtype)).cuda()
+                for sign in ("winding", "pseudonormal"):
+                    t_gpu = timeit(lambda: gpu.sdf(p_gpu, sign=sign), warmup=2, repeats=10, sync=sync, min_time=0.5)
+                    t_cpu = timeit(lambda: cpu.sdf(p_cpu, sign=sign), warmup=1, repeats=3, sync=sync)
+                    d_gpu = gpu.sdf(p_gpu[:len(p_cpu)], sign=sign).cpu().numpy()
+                    d_cpu = cpu.sdf(p_cpu, sign=sign)
+                    row = {"mesh": label, "points": set_name, "dtype": dtype, "sign": sign, "build_s": build_s,
+                           "n_timed": len(pts), "gpu_Gq_per_s": len(pts) / t_gpu["p50"] / 1e9,
+                           "cpu_Mq_per_s": len(p_cpu) / t_cpu["p50"] / 1e6,
+                           "x_cpu_engine": (len(pts) / t_gpu["p50"]) / (len(p_cpu) / t_cpu["p50"]),
+                           "max_abs_diff_vs_cpu": float(np.abs(np.abs(d_gpu) - np.abs(d_cpu)).max()),
+                           "sign_diff_pct": 100 * float(np.mean(np.signbit(d_gpu) != np.signbit(d_cpu)))}
+                    if o3d_scene is not None and dtype == "float32":
+                        t_o3d = timeit(lambda: o3d_peer[4](o3d_scene, p_cpu), warmup=1, repeats=3, sync=sync)
+                        row["x_open3d_cpu"] = (len(pts) / t_gpu["p50"]) / (len(p_cpu) / t_o3d["p50"])
+                    rows.append(row)
+                    print(row, flush=True)
+    return rows
+
+
 def main():
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=THREADS)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: time the CUDA engine against the CPU engine on the same machine")
     args, _ = ap.parse_known_args()
     nf._backend.native.set_cpu_threads(args.threads)
+    if args.device == "cuda":
+        rows = cuda_rows(load_meshes(quick=False), args.threads, 1 << 22)
+        columns = ["mesh", "points", "dtype", "sign", "build_s", "n_timed", "gpu_Gq_per_s", "cpu_Mq_per_s",
+                   "x_cpu_engine", "x_open3d_cpu", "max_abs_diff_vs_cpu", "sign_diff_pct"]
+        notes = [f"CPU engine (and Open3D) on {args.threads} threads, timed on 200k of the points; GPU on all of them",
+                 "build_s: BVH build on the CPU + upload (float32 and float64 arrays)",
+                 "max_abs_diff_vs_cpu / sign_diff_pct: GPU against CPU answers on the CPU's 200k points "
+                 "(signs may differ only at |d| ~ 0)"]
+        report("bench_sdf_cuda", columns, rows, out=args.out, notes=notes)
+        return
     n_points = 20_000 if args.quick else 200_000
     n_check = 100 if args.quick else 200
     repeats = 2 if args.quick else 3
