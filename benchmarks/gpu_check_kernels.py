@@ -2,7 +2,7 @@
 reduction mode, and compare with the torch autograd twins (float64) in nis_fast._reference.
 
 Prints one line per check and a JSON summary (to --out if given); exits 1 if any check fails, 2
-without CUDA. Tolerances are the tests' (tests/test_kernels_mlp.py). Not a benchmark: it times only
+without CUDA. Tolerances are the tests' (nis_fast._reference). Not a benchmark: it times only
 the first call (compile + run) for information.
 
     python benchmarks/gpu_check_kernels.py [--out check.json]
@@ -15,11 +15,8 @@ import time
 import torch
 
 from nis_fast import _reference as ref
+from nis_fast._reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL
 from nis_fast.network import N_PARAMS, glorot_uniform
-
-SDF_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 3e-2}
-GRAD_TOL = {"fp32": 1e-5, "tf32x3": 1e-4, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
-INPUT_GRAD_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 1e-1}  # median over points
 
 
 def rel(a, b) -> float:

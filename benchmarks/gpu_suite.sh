@@ -3,6 +3,7 @@
 # Triton kernel, run every benchmark on the GPU, and collect it all in $OUT (or ./gpu_results).
 #   here:  bash benchmarks/gpu_wheels.sh    (wheels the GPU image lacks, and a copy of ../shared, to carry)
 #   there: bash benchmarks/gpu_suite.sh [--quick] [BUDGET_S]    (carry .whl and shared)
+# GPU_SUITE_ONLY='cuda tests|bench_sdf' (a bash regex on the step names) runs only those steps.
 # Steps run in order of what they tell us and each gets at most what is left of BUDGET_S (default
 # 460 s), so a short lease still brings back the build, the cuda tests and the SDF figures. Every
 # step's output goes to suite.log; each benchmark writes its JSON beside it (8 files at most come back).
@@ -17,6 +18,7 @@ log() { echo "== [$SECONDS s] $*" | tee -a "$out/suite.log"; }
 step() {
   local name=$1 max=$2 left=$((budget - SECONDS))
   shift 2
+  if [ -n "${GPU_SUITE_ONLY:-}" ] && ! [[ $name =~ $GPU_SUITE_ONLY ]]; then return; fi
   if [ "$left" -lt 15 ]; then log "$name: skipped (budget spent)"; return; fi
   log "$name"
   timeout $((max < left ? max : left)) "$@" 2>&1 | tee -a "$out/suite.log" | tail -n 25
@@ -34,7 +36,7 @@ fi
 [ -d ../shared/meshes ] || { [ -d shared/meshes ] && ln -sfn "$PWD/shared" ../shared; }
 
 log "build (sm_90 only: this machine's)"
-if ! NIS_FAST_CUDA=1 NIS_FAST_CUDA_ARCHS=90 pip install -q --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1; then
+if ! NIS_FAST_CUDA=1 NIS_FAST_CUDA_ARCHS=90 python3 -m pip install -q --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1; then
   tail -40 "$out/build.log" | tee -a "$out/suite.log"
   exit 1
 fi
@@ -51,7 +53,8 @@ step "bench_fit_accuracy (paper recipe, one mesh)" 90 python3 benchmarks/bench_f
   --meshes 32770 --out "$out/bench_fit_accuracy.json"
 step "bench_render" 60 python3 benchmarks/bench_render.py $quick --out "$out/bench_render.json"
 step "bench_mesh" 90 python3 benchmarks/bench_mesh.py $quick --out "$out/bench_mesh.json"
-# The CPU tests as CI runs them (interpreted Triton), with the GPU present: paths that pick CUDA by default.
-step "the other tests" 150 env TRITON_INTERPRET=1 python3 -m pytest -q -x -rfE --tb=short -m "not cuda" \
+# The rest of the tests with the GPU present: the kernel tests run compiled on CUDA (not interpreted), and
+# paths that pick CUDA by default take it.
+step "the other tests" 150 python3 -m pytest -q -x -rfE --tb=short -m "not cuda" \
   -n 8 tests
 log "done"

@@ -20,8 +20,8 @@ def sphere(p):
     return p.norm(dim=-1) - 0.5
 
 
-def box(p, half=torch.tensor([0.6, 0.35, 0.25])):
-    q = p.abs() - half
+def box(p, half=(0.6, 0.35, 0.25)):
+    q = p.abs() - torch.tensor(half, dtype=p.dtype, device=p.device)
     return q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
 
 

@@ -10,19 +10,12 @@ import triton
 import triton.language as tl
 
 from nis_fast import _reference as ref
+from nis_fast._reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL
 from nis_fast.kernels import mlp_forward, mlp_forward_and_input_grad, mlp_loss_and_grad
 from nis_fast.kernels._mlp_common import PRECISIONS, tanh
 from nis_fast.network import N_PARAMS, glorot_uniform
 
 DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
-# Max |kernel - float64 reference| allowed on sdf values (|sdf| < 1) per matmul precision, and the
-# relative error ||g - g_ref|| / ||g_ref|| allowed on parameter gradients.
-SDF_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 3e-2}
-GRAD_TOL = {"fp32": 1e-5, "tf32x3": 1e-4, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
-# d sdf / dx is piecewise constant in the ReLU pattern: where rounding flips a ReLU, a point's
-# gradient jumps (up to ~100 % off for 16-bit operands), so the bound is on the median over points
-# of |g - g_ref| / |g_ref|; use fp32 where every normal matters.
-INPUT_GRAD_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 1e-1}
 
 
 def make_params(seed: int, scale: float = 1.0, shapes: int | None = None) -> torch.Tensor:

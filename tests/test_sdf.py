@@ -611,6 +611,32 @@ def test_cuda_matches_cpu(name):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("n", [2**15 - 1, 2**15, 100_003])
+def test_cuda_large_batches_in_morton_order_answer_each_point(n):
+    """From 2^15 points a CUDA batch runs in Morton order (a sort on the GPU, then each thread reads
+    its point by index and writes its answers there): every answer must land at its own point, as the
+    CPU's do (the batch below the threshold runs in input order: the two paths agree)."""
+    import torch
+
+    mesh = _mesh("spot.obj")
+    sdf = _sdf("spot.obj")
+    p = np.random.default_rng(n).permutation(_query_points(mesh.vertices, mesh.faces, n, seed=n))
+    tol = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6 * _scale(mesh.vertices))}
+    for dtype in (torch.float64, torch.float32):
+        pg, pc = torch.tensor(p, dtype=dtype, device="cuda"), torch.tensor(p, dtype=dtype)
+        dist, point, _ = sdf.closest(pg)
+        dist_cpu, point_cpu, _ = sdf.closest(pc)
+        np.testing.assert_allclose(dist.cpu().numpy(), dist_cpu.numpy(), **tol[dtype])
+        np.testing.assert_allclose(point.cpu().numpy(), point_cpu.numpy(), **tol[dtype])
+        w, w_cpu = sdf.winding(pg).cpu().numpy(), sdf.winding(pc).numpy()
+        np.testing.assert_allclose(w, w_cpu, atol=1e-4)
+        decided = np.abs(w_cpu - 0.5) > 0.1
+        signed, signed_cpu = sdf.sdf(pg).cpu().numpy(), sdf.sdf(pc).numpy()
+        assert np.array_equal(np.signbit(signed[decided]), np.signbit(signed_cpu[decided]))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
 def test_cuda_float64_arrays_are_uploaded_on_the_first_float64_query():
     """On the GPU the float64 arrays follow the host's: uploaded (once built) on the first float64 query."""
     import torch

@@ -1,8 +1,14 @@
 // CUDA backend of the mesh queries: the BVH uploaded once (DeviceMesh owns the
 // device buffers), one thread per query running the per-point functions of
 // mesh_query.h, the same code as the CPU loops.
+//
+// Large batches run in Morton (Z-curve) order of the points, as on the CPU: the
+// 32 threads of a warp then hold nearby points, walk the same nodes in step
+// instead of diverging, and read the same node and triangle cache lines.
 #include <cuda_runtime.h>
 
+#include <cfloat>
+#include <cub/device/device_radix_sort.cuh>
 #include <stdexcept>
 
 #include "nis/launch.h"
@@ -82,19 +88,144 @@ void upload_float64(DeviceMesh& m, const MeshBvhHost& host) { m.upload_float64(h
 
 namespace {
 constexpr int kBlock = 128;
+constexpr int64_t kSortFrom = int64_t(1) << 15;  // smaller batches do not fill the GPU: input order
 
+// A float as an int that orders like it (for atomicMin/atomicMax on floats).
+__device__ int ordered_int(float f) {
+    const int b = __float_as_int(f);
+    return b >= 0 ? b : b ^ 0x7FFFFFFF;
+}
+__device__ float ordered_float(int k) { return __int_as_float(k >= 0 ? k : k ^ 0x7FFFFFFF); }
+
+__global__ void box_init_kernel(int* box) {
+    if (threadIdx.x < 6) box[threadIdx.x] = threadIdx.x < 3 ? ordered_int(FLT_MAX) : ordered_int(-FLT_MAX);
+}
+
+// The points' bounding box (box[0..2] min, box[3..5] max, as ordered ints): each thread
+// folds a grid-stride share, warps fold by shuffles, one atomic per warp and bound.
 template <typename T>
-__global__ void closest_kernel(MeshView<T> m, const T* __restrict__ points, int64_t n, int32_t sign_mode, T beta,
-                               T* out_dist, T* out_points, int32_t* out_face) {
-    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    query_closest<T>(m, points, i, sign_mode, beta, out_dist, out_points, out_face, nullptr);  // nothing to carry over
+__global__ void box_kernel(const T* __restrict__ points, int64_t n, int* box) {
+    float lo[3] = {FLT_MAX, FLT_MAX, FLT_MAX}, hi[3] = {-FLT_MAX, -FLT_MAX, -FLT_MAX};
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        for (int k = 0; k < 3; ++k) {
+            const float v = static_cast<float>(points[3 * i + k]);
+            lo[k] = fminf(lo[k], v);
+            hi[k] = fmaxf(hi[k], v);
+        }
+    for (int k = 0; k < 3; ++k)
+        for (int lane = 16; lane > 0; lane /= 2) {
+            lo[k] = fminf(lo[k], __shfl_xor_sync(0xFFFFFFFFu, lo[k], lane));
+            hi[k] = fmaxf(hi[k], __shfl_xor_sync(0xFFFFFFFFu, hi[k], lane));
+        }
+    if (threadIdx.x % 32 == 0)
+        for (int k = 0; k < 3; ++k) {
+            atomicMin(box + k, ordered_int(lo[k]));
+            atomicMax(box + 3 + k, ordered_int(hi[k]));
+        }
+}
+
+// Spread the low 10 bits of x to every third bit (as cpu/mesh_query.cpp).
+__device__ uint32_t spread_bits(uint32_t x) {
+    x = (x | (x << 16)) & 0x030000FFu;
+    x = (x | (x << 8)) & 0x0300F00Fu;
+    x = (x | (x << 4)) & 0x030C30C3u;
+    x = (x | (x << 2)) & 0x09249249u;
+    return x;
 }
 
 template <typename T>
-__global__ void winding_kernel(MeshView<T> m, const T* __restrict__ points, int64_t n, T beta, T* out_winding) {
+__global__ void morton_kernel(const T* __restrict__ points, int64_t n, const int* __restrict__ box, uint32_t* codes,
+                              int32_t* ids) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) query_winding(m, points, i, beta, out_winding);
+    if (i >= n) return;
+    uint32_t code = 0;
+    for (int k = 0; k < 3; ++k) {
+        const float lo = ordered_float(box[k]), ext = ordered_float(box[3 + k]) - lo;
+        const float u = ext > 0.0f ? (static_cast<float>(points[3 * i + k]) - lo) / ext : 0.0f;
+        code |= spread_bits(static_cast<uint32_t>(fminf(fmaxf(u, 0.0f), 1.0f) * 1023.0f)) << (2 - k);
+    }
+    codes[i] = code;
+    ids[i] = static_cast<int32_t>(i);
+}
+
+// Stream-ordered device memory: freed after the work queued on its stream before the free.
+struct StreamAllocation {
+    void* ptr = nullptr;
+    cudaStream_t stream;
+    explicit StreamAllocation(cudaStream_t s) : stream(s) {}
+    StreamAllocation(const StreamAllocation&) = delete;
+    StreamAllocation& operator=(const StreamAllocation&) = delete;
+    ~StreamAllocation() {
+        if (ptr) cudaFreeAsync(ptr, stream);
+    }
+};
+
+// The order a batch's queries run in: ids()[k] is the point the k-th thread takes (nullptr:
+// input order). The order is only an optimisation: where the memory for it cannot be had,
+// the queries run in input order.
+class QueryOrder {
+   public:
+    template <typename T>
+    QueryOrder(const T* points, int64_t n, cudaStream_t stream) : buffer_(stream) {
+        if (n < kSortFrom || n > INT32_MAX) return;
+        const int num = static_cast<int>(n);
+        size_t sort_bytes = 0;
+        check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<uint32_t*>(nullptr),
+                                                   static_cast<uint32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                                   static_cast<int32_t*>(nullptr), num, 0, 30, stream),
+                   "cub::DeviceRadixSort (size)");
+        // One allocation, each array 256-byte aligned: the sort's scratch, codes and ids twice
+        // (the sort's in and out), the box.
+        const auto aligned = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+        const size_t array_bytes = aligned(size_t(n) * 4);
+        const size_t scratch_bytes = aligned(sort_bytes);
+        const cudaError_t got = cudaMallocAsync(&buffer_.ptr, scratch_bytes + 4 * array_bytes + 256, stream);
+        if (got == cudaErrorMemoryAllocation || got == cudaErrorNotSupported) {
+            buffer_.ptr = nullptr;
+            cudaGetLastError();  // clear it: input order instead
+            return;
+        }
+        check_cuda(got, "cudaMallocAsync (query order)");
+        char* at = static_cast<char*>(buffer_.ptr);
+        void* sort_scratch = at;
+        uint32_t* codes = reinterpret_cast<uint32_t*>(at + scratch_bytes);
+        uint32_t* codes_sorted = reinterpret_cast<uint32_t*>(at + scratch_bytes + array_bytes);
+        int32_t* ids = reinterpret_cast<int32_t*>(at + scratch_bytes + 2 * array_bytes);
+        int32_t* ids_sorted = reinterpret_cast<int32_t*>(at + scratch_bytes + 3 * array_bytes);
+        int* box = reinterpret_cast<int*>(at + scratch_bytes + 4 * array_bytes);
+        box_init_kernel<<<1, 32, 0, stream>>>(box);
+        box_kernel<T><<<std::min<unsigned>(grid_for(n, 256), 1024), 256, 0, stream>>>(points, n, box);
+        morton_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(points, n, box, codes, ids);
+        check_cuda(cudaGetLastError(), "query order (Morton codes)");
+        check_cuda(cub::DeviceRadixSort::SortPairs(sort_scratch, sort_bytes, codes, codes_sorted, ids, ids_sorted,
+                                                   num, 0, 30, stream),
+                   "cub::DeviceRadixSort");
+        ids_ = ids_sorted;
+    }
+    const int32_t* ids() const { return ids_; }
+
+   private:
+    StreamAllocation buffer_;
+    const int32_t* ids_ = nullptr;
+};
+
+__device__ int64_t query_index(const int32_t* __restrict__ order, int64_t k) { return order ? order[k] : k; }
+
+template <typename T>
+__global__ void closest_kernel(MeshView<T> m, const T* __restrict__ points, const int32_t* __restrict__ order, int64_t n,
+                               int32_t sign_mode, T beta, T* out_dist, T* out_points, int32_t* out_face) {
+    const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (k >= n) return;
+    query_closest<T>(m, points, query_index(order, k), sign_mode, beta, out_dist, out_points, out_face,
+                     nullptr);  // nothing to carry over
+}
+
+template <typename T>
+__global__ void winding_kernel(MeshView<T> m, const T* __restrict__ points, const int32_t* __restrict__ order,
+                               int64_t n, T beta, T* out_winding) {
+    const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (k < n) query_winding(m, points, query_index(order, k), beta, out_winding);
 }
 
 template <typename T>
@@ -110,8 +241,10 @@ void mesh_closest(const DeviceMesh& m, const T* points, int64_t n, int32_t sign_
                   T* out_points, int32_t* out_face, void* stream) {
     require_cuda("MeshSDF.sdf/closest");
     if (n == 0) return;
-    closest_kernel<T><<<grid_for(n, kBlock), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-        m.view(T{}), points, n, sign_mode, beta, out_dist, out_points, out_face);
+    const auto s = static_cast<cudaStream_t>(stream);
+    const QueryOrder order(points, n, s);
+    closest_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(m.view(T{}), points, order.ids(), n, sign_mode, beta,
+                                                             out_dist, out_points, out_face);
     check_cuda(cudaGetLastError(), "mesh_closest");
 }
 
@@ -119,8 +252,9 @@ template <typename T>
 void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* stream) {
     require_cuda("MeshSDF.winding");
     if (n == 0) return;
-    winding_kernel<T><<<grid_for(n, kBlock), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(m.view(T{}), points, n,
-                                                                                              beta, out_winding);
+    const auto s = static_cast<cudaStream_t>(stream);
+    const QueryOrder order(points, n, s);
+    winding_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(m.view(T{}), points, order.ids(), n, beta, out_winding);
     check_cuda(cudaGetLastError(), "mesh_winding");
 }
 
