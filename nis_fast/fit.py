@@ -54,7 +54,7 @@ class FitConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
     precision: str = "float32"  # matmul operands: float32 | tf32x3 | tf32 | float16 | bfloat16 (all but float32:
-    #                             the fused kernels on CUDA only)
+    #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: kernel_precision)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
 
     def __post_init__(self):
@@ -153,12 +153,23 @@ def _step_functions(device, config: FitConfig):
     kernels = _fused_kernels() if device.type == "cuda" else None
     if kernels:
         loss_and_grad, adam_step = kernels
-        precision = _KERNEL_PRECISION[config.precision]
+        precision = kernel_precision(config.precision, device)
         return (lambda params, x, target: loss_and_grad(params, x, target, precision=precision)), adam_step
     if config.precision != "float32":
         raise ValueError(f"FitConfig.precision={config.precision!r} needs the fused kernels on a CUDA device; "
                          f"training on {device} runs the PyTorch path in float32")
     return _single_shape(TorchLossGrad(config.batch_size, device)), adam_step_torch
+
+
+def kernel_precision(precision: str, device) -> str:
+    """The fused kernels' precision for a FitConfig precision on `device`. float32 on a GPU with tf32
+    tensor cores (sm_80 and newer) runs as tf32x3, three tf32 products a product: float32 accuracy (errors
+    ~2e-7 relative on an H200, inside the kernels' fp32 bounds) at tensor-core speed, where the kernels'
+    FMA fp32 took 10x as long at a batch of 1e6 and 1.5x at the paper's 2048 (benchmarks/RESULTS.md)."""
+    device = torch.device(device)
+    if precision == "float32" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return "tf32x3"
+    return _KERNEL_PRECISION[precision]
 
 
 def training_backend(device) -> str:
@@ -338,7 +349,9 @@ def _samples(mesh, config, device, seed):
 
 
 def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
-    recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": training_backend(device),
+    backend = training_backend(device)
+    recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": backend,
+              "kernel_precision": kernel_precision(config.precision, device) if backend == "triton" else None,
               "torch_threads": torch.get_num_threads(),
               "final_loss": final_loss, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     return NeuralSDF(params, transform, {"recipe": recipe, "source": source})

@@ -212,10 +212,24 @@ def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
     assert shape.render(32, 24, shading="normals") == (32, 24, {"shading": "normals"})
 
 
+def test_float32_fits_run_the_kernels_as_tf32x3_on_tensor_core_gpus(monkeypatch):
+    from nis_fast.fit import kernel_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert kernel_precision("float32", "cuda") == "tf32x3"
+    assert [kernel_precision(p, "cuda") for p in ("tf32", "float16", "bfloat16")] == ["tf32", "fp16", "bf16"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert kernel_precision("float32", "cuda") == "fp32"  # no tf32 before sm_80
+    assert kernel_precision("float32", "cpu") == "fp32"
+
+
 @pytest.mark.cuda
 def test_fit_and_fit_many_on_cuda():
     shape = nf.fit(sphere, TINY, device="cuda", progress=False)
-    assert shape.params.is_cuda and shape.metadata["recipe"]["backend"] in ("triton", "torch")
+    recipe = shape.metadata["recipe"]
+    assert shape.params.is_cuda and recipe["backend"] in ("triton", "torch")
+    if recipe["backend"] == "triton":
+        assert recipe["kernel_precision"] == ("tf32x3" if torch.cuda.get_device_capability()[0] >= 8 else "fp32")
     assert isinstance(shape.sdf(np.zeros((2, 3))), np.ndarray)  # numpy in -> numpy out, from a GPU model
     points, d = importance_samples(sphere, 20_000, 200_000, seed=99, device="cuda")
     assert (shape.sdf(points, space="unit") - d).abs().mean() < 0.006

@@ -627,7 +627,12 @@ def test_cuda_large_batches_in_morton_order_answer_each_point(n):
         dist, point, _ = sdf.closest(pg)
         dist_cpu, point_cpu, _ = sdf.closest(pc)
         np.testing.assert_allclose(dist.cpu().numpy(), dist_cpu.numpy(), **tol[dtype])
-        np.testing.assert_allclose(point.cpu().numpy(), point_cpu.numpy(), **tol[dtype])
+        # Where two places on the mesh are equally near (~0.04 % of these points), either may be
+        # reported: the GPU's point must then be at the CPU's distance; elsewhere it is the CPU's point.
+        point, point_cpu = point.cpu().numpy(), point_cpu.numpy()
+        np.testing.assert_allclose(np.linalg.norm(p - point, axis=1), dist_cpu.numpy(), rtol=1e-5, atol=1e-6)
+        same = np.all(np.isclose(point, point_cpu, **tol[dtype]), axis=1)
+        assert same.mean() > 0.999
         w, w_cpu = sdf.winding(pg).cpu().numpy(), sdf.winding(pc).numpy()
         np.testing.assert_allclose(w, w_cpu, atol=1e-4)
         decided = np.abs(w_cpu - 0.5) > 0.1
