@@ -39,12 +39,15 @@ def kernels(precision: str):
     out.append(("mlp_forward", mlp_forward.mlp_forward_kernel,
                 {"params_ptr": PTR, "x_ptr": PTR, "out_ptr": PTR, "N": "i32", "BLOCK": "constexpr",
                  "PRECISION": "constexpr"}, {"BLOCK": block, "PRECISION": precision}, warps))
-    block, warps = mlp_train.GPU_CONFIGS[precision]
-    for atomic in (False, True):
-        out.append((f"mlp_train{' atomic' if atomic else ''}", mlp_train.mlp_train_kernel,
-                    {"params_ptr": PTR, "x_ptr": PTR, "target_ptr": PTR, "grad_ptr": PTR, "N": "i32", "inv_n": "fp32",
-                     "BLOCK": "constexpr", "PRECISION": "constexpr", "ATOMIC": "constexpr"},
-                    {"BLOCK": block, "PRECISION": precision, "ATOMIC": atomic}, warps))
+    train_configs = [("", mlp_train.GPU_CONFIGS[precision])]
+    if precision in mlp_train.LATENCY_BOUND_CONFIGS:
+        train_configs.append((" small batch", mlp_train.LATENCY_BOUND_CONFIGS[precision]))
+    for label, (block, warps) in train_configs:
+        for atomic in (False, True):
+            out.append((f"mlp_train{' atomic' if atomic else ''}{label}", mlp_train.mlp_train_kernel,
+                        {"params_ptr": PTR, "x_ptr": PTR, "target_ptr": PTR, "grad_ptr": PTR, "N": "i32",
+                         "inv_n": "fp32", "BLOCK": "constexpr", "PRECISION": "constexpr", "ATOMIC": "constexpr"},
+                        {"BLOCK": block, "PRECISION": precision, "ATOMIC": atomic}, warps))
     block, warps = mlp_input_grad.GPU_CONFIGS[precision]
     out.append(("mlp_input_grad", mlp_input_grad.mlp_input_grad_kernel,
                 {"params_ptr": PTR, "x_ptr": PTR, "sdf_ptr": PTR, "grad_ptr": PTR, "N": "i32", "BLOCK": "constexpr",

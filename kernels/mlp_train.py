@@ -34,6 +34,13 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
 GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
+# Batches so small that every program gets at most one block of these rows (the paper's 2048 on a
+# 132-SM GPU) are latency-bound: a program's time is the chain of 26 dependent products of one
+# forward and backward pass, which smaller tiles on fewer warps finish sooner. tf32x3 at 2048 rows on
+# an H200, GPU time per launch (CUDA-graph replays): 16 rows x 4 warps 12.7 us, x 2 warps 31 us,
+# x 1 warp 60 us, 32 rows x 1 warp 86 us; the (32, 8) above took 139 us a call (eager). The other
+# precisions keep GPU_CONFIGS until they are measured.
+LATENCY_BOUND_CONFIGS = {"tf32x3": (16, 4)}
 REDUCTIONS = ("partials", "atomic")
 
 
@@ -137,6 +144,17 @@ def mlp_train_kernel(params_ptr, x_ptr, target_ptr, grad_ptr, N, inv_n, BLOCK: t
         tl.store(g + NP, tl.sum(loss, axis=0) * inv_n)
 
 
+def latency_bound_configs(x: torch.Tensor, n: int, shapes: int) -> dict:
+    """GPU_CONFIGS, with LATENCY_BOUND_CONFIGS in it where n rows of each of `shapes` networks give
+    every program at most one block of that config's rows."""
+    if x.device.type != "cuda":
+        return GPU_CONFIGS
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    small = {prec: cfg for prec, cfg in LATENCY_BOUND_CONFIGS.items()
+             if triton.cdiv(n, cfg[0]) * shapes <= sms * GPU_PROGRAMS_PER_SM}
+    return {**GPU_CONFIGS, **small}
+
+
 def default_programs(x: torch.Tensor, blocks: int, shapes: int) -> int:
     """Programs per shape: enough to fill the GPU (SMs * GPU_PROGRAMS_PER_SM over all shapes), never
     more than there are row blocks; a few in the interpreter (it runs them one after another)."""
@@ -165,7 +183,7 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
     S, N = xs.shape[0], xs.shape[1]
     if N == 0:
         raise ValueError("x has no points: the mean loss of an empty batch is undefined")
-    block, warps = launch_config(x, precision, GPU_CONFIGS, block)
+    block, warps = launch_config(x, precision, latency_bound_configs(x, N, S), block)
     blocks = triton.cdiv(N, block)
     if programs is not None and programs < 1:
         raise ValueError(f"programs must be >= 1, got {programs}")

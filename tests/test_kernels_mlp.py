@@ -207,3 +207,22 @@ def test_every_precision_has_a_gpu_launch_config():
     for name in ("mlp_forward", "mlp_train", "mlp_input_grad"):
         module = importlib.import_module(f"nis_fast.kernels.{name}")
         assert set(module.GPU_CONFIGS) == set(PRECISIONS), name
+
+
+def test_latency_bound_batches_take_the_small_block_config(monkeypatch):
+    """The paper's batch on a 132-SM GPU gives each program one 16-row block: tf32x3 then runs 16 rows
+    on 4 warps; one row more, or a second network, and every precision keeps its GPU_CONFIGS entry."""
+    from nis_fast.kernels import mlp_train
+
+    class OnCuda:
+        device = torch.device("cuda")
+
+    props = type("Props", (), {"multi_processor_count": 132})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    configs = mlp_train.latency_bound_configs(OnCuda(), 2048, 1)
+    assert configs["tf32x3"] == (16, 4)
+    assert {k: v for k, v in configs.items() if k != "tf32x3"} == {k: v for k, v in mlp_train.GPU_CONFIGS.items()
+                                                                    if k != "tf32x3"}
+    assert mlp_train.latency_bound_configs(OnCuda(), 132 * 16 + 1, 1) == mlp_train.GPU_CONFIGS
+    assert mlp_train.latency_bound_configs(OnCuda(), 2048, 2) == mlp_train.GPU_CONFIGS
+    assert mlp_train.latency_bound_configs(torch.zeros(4, 3), 2048, 1) is mlp_train.GPU_CONFIGS

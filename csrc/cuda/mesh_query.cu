@@ -37,12 +37,13 @@ struct DeviceArray {
 };
 }  // namespace
 
-// The arrays that come in each precision (PrecisionArrays on the device).
+// The arrays that come in each precision (PrecisionArrays on the device), less the oriented
+// boxes, which CUDA threads do not test (kTestOrientedBoxes in bvh.h).
 template <typename T>
 struct DevicePrecision {
-    DeviceArray<T> packets, boxes, pseudonormals, fwn;
+    DeviceArray<T> packets, pseudonormals, fwn;
     explicit DevicePrecision(const PrecisionArrays<T>& a)
-        : packets(a.packets), boxes(a.child_boxes), pseudonormals(a.pseudonormal_table), fwn(a.fwn) {}
+        : packets(a.packets), pseudonormals(a.pseudonormal_table), fwn(a.fwn) {}
 };
 
 class DeviceMesh {
@@ -65,7 +66,7 @@ class DeviceMesh {
    private:
     template <typename T>
     MeshView<T> view_of(const DevicePrecision<T>& a, T scale) const {
-        return {nodes_.ptr, a.packets.ptr, a.boxes.ptr, face_ids_.ptr, pn_ids_.ptr, a.pseudonormals.ptr, pn_unsafe_.ptr,
+        return {nodes_.ptr, a.packets.ptr, nullptr, face_ids_.ptr, pn_ids_.ptr, a.pseudonormals.ptr, pn_unsafe_.ptr,
                 a.fwn.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale, T(1) / scale};
     }
 
