@@ -72,9 +72,12 @@ def main() -> int:
     args = ap.parse_args()
     target = GPUTarget("cuda", args.arch, 32)
     jobs = [(prec, *k) for prec in args.precisions.split(",") for k in kernels(prec)]
-    jobs.append(("fp32", "adam", adam.adam_kernel,
-                 {"p_ptr": PTR, "g_ptr": PTR, "m_ptr": PTR, "v_ptr": PTR, "n": "i32", "alpha": "fp32", "beta1": "fp32",
-                  "beta2": "fp32", "eps": "fp32", "BLOCK": "constexpr"}, {"BLOCK": adam.BLOCK}, 4))
+    for per_row in (False, True):
+        jobs.append(("fp32", f"adam{' (alpha per network)' if per_row else ''}", adam.adam_kernel,
+                     {"p_ptr": PTR, "g_ptr": PTR, "m_ptr": PTR, "v_ptr": PTR, "n": "i32", "alpha": "fp32",
+                      "alpha_ptr": PTR, "row": "i32", "beta1": "fp32", "beta2": "fp32", "eps": "fp32",
+                      "BLOCK": "constexpr", "ALPHA_PER_ROW": "constexpr"},
+                     {"BLOCK": adam.BLOCK, "ALPHA_PER_ROW": per_row}, 4))
     rows, failed = [], 0
     for prec, name, fn, signature, constexprs, warps in jobs:
         t0 = time.perf_counter()

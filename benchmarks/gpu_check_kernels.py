@@ -31,7 +31,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check_kernels: no CUDA device here; run it on a GPU machine (the CPU tests cover the interpreter)")
         return 2
-    from nis_fast.kernels import adam_step_, mlp_forward, mlp_forward_and_input_grad, mlp_loss_and_grad
+    from nis_fast.kernels import adam_step_, adam_update_, mlp_forward, mlp_forward_and_input_grad, mlp_loss_and_grad
 
     dev = "cuda"
     g = torch.Generator().manual_seed(0)
@@ -94,6 +94,21 @@ def main() -> int:
 
     check("adam_step_ (Keras formula)", adam_run,
           {"max_abs": lambda o: float((o[0].double() - o[1]).abs().max() / o[1].abs().max())}, {"max_abs": 1e-6})
+
+    def adam_update_run():  # the stack with one alpha per network, against adam_step_ network by network
+        p, m, v = params.clone(), torch.zeros_like(params), torch.zeros_like(params)
+        one = [(params[s].clone(), torch.zeros_like(params[s]), torch.zeros_like(params[s])) for s in range(S)]
+        lrs = [1e-2, 3e-3, 1e-3][:S]
+        for step in range(1, 6):
+            grad = torch.randn(p.shape, generator=g).to(dev) * 10.0 ** (-step)
+            alpha = torch.tensor([lr * (1 - 0.999 ** step) ** 0.5 / (1 - 0.9 ** step) for lr in lrs], device=dev)
+            adam_update_(p, grad, m, v, alpha)
+            for s, (ps, ms, vs) in enumerate(one):
+                adam_step_(ps, grad[s].contiguous(), ms, vs, step, lr=lrs[s])
+        return p, torch.stack([o[0] for o in one])
+
+    check("adam_update_ (alpha per network)", adam_update_run,
+          {"max_abs": lambda o: float((o[0] - o[1]).abs().max() / o[1].abs().max())}, {"max_abs": 1e-6})
 
     failed = [r["check"] for r in results if not r["ok"]]
     print(f"\n{len(results) - len(failed)}/{len(results)} passed on {torch.cuda.get_device_name(0)}"

@@ -7,7 +7,8 @@ ReduceLROnPlateau monitoring the epoch's mean training loss (Keras' `loss`,
 min_delta 1e-4, cooldown 0, min_lr 0).
 
 Training backends, chosen once per fit:
-- CUDA with nis_fast.kernels importable: the fused Triton loss+gradient and Adam kernels;
+- CUDA with nis_fast.kernels importable: the fused Triton loss+gradient and Adam kernels,
+  each epoch's steps replayed from a CUDA graph (FitConfig.cuda_graphs);
 - otherwise (CPU, or CUDA without the kernels): `TorchLossGrad`, a compact
   manual forward/backward (addmm into preallocated buffers, one flat gradient
   vector), tested against torch autograd in tests/test_fit.py.
@@ -20,6 +21,7 @@ import hashlib
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +58,7 @@ class FitConfig:
     precision: str = "float32"  # matmul operands: float32 | tf32x3 | tf32 | float16 | bfloat16 (all but float32:
     #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: kernel_precision)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
+    cuda_graphs: bool = True  # fused-kernel fits on CUDA replay each epoch's steps as one CUDA graph (_KernelEpochs)
 
     def __post_init__(self):
         positive = ("pool_size", "n_samples", "epochs", "batch_size", "lr", "plateau_patience")
@@ -64,6 +67,8 @@ class FitConfig:
             bad.append(f"schedule={self.schedule!r} (expected 'plateau' or 'cosine')")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
+        if not isinstance(self.cuda_graphs, bool):
+            bad.append(f"cuda_graphs={self.cuda_graphs!r} (expected True or False)")
         if self.precision not in _KERNEL_PRECISION:
             bad.append(f"precision={self.precision!r} (expected one of {sorted(_KERNEL_PRECISION)})")
         if not 0 <= self.uniform_fraction < 1:
@@ -139,26 +144,22 @@ class TorchLossGrad:
         return loss, self.grad
 
 
+def adam_step_size(lr: float, step: int, beta1: float, beta2: float) -> float:
+    """Keras' Adam step size: lr with the bias corrections of both moments folded in (step counts from 1)."""
+    return lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+
+
 def adam_step_torch(params, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float):
     """Keras' Adam update, in place on flat tensors (step counts from 1)."""
     m.mul_(beta1).add_(grad, alpha=1 - beta1)
     v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    step_size = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-    params.addcdiv_(m, v.sqrt().add_(eps), value=-step_size)
+    params.addcdiv_(m, v.sqrt().add_(eps), value=-adam_step_size(lr, step, beta1, beta2))
 
 
-def _step_functions(device, config: FitConfig):
-    """(loss_and_grad, adam_step) on the stacked interface: the fused kernels on CUDA when they
-    import, else the PyTorch path (one shape, float32)."""
-    kernels = _fused_kernels() if device.type == "cuda" else None
-    if kernels:
-        loss_and_grad, adam_step = kernels
-        precision = kernel_precision(config.precision, device)
-        return (lambda params, x, target: loss_and_grad(params, x, target, precision=precision)), adam_step
-    if config.precision != "float32":
+def _check_precision(device, config: FitConfig) -> None:
+    if config.precision != "float32" and training_backend(device) != "triton":
         raise ValueError(f"FitConfig.precision={config.precision!r} needs the fused kernels on a CUDA device; "
                          f"training on {device} runs the PyTorch path in float32")
-    return _single_shape(TorchLossGrad(config.batch_size, device)), adam_step_torch
 
 
 def kernel_precision(precision: str, device) -> str:
@@ -178,12 +179,12 @@ def training_backend(device) -> str:
 
 
 def _fused_kernels():
-    """(mlp_loss_and_grad, adam_step_) from nis_fast.kernels, or None when they do not import."""
+    """(mlp_loss_and_grad, adam_update_) from nis_fast.kernels, or None when they do not import."""
     try:
-        from nis_fast.kernels import adam_step_, mlp_loss_and_grad
+        from nis_fast.kernels import adam_update_, mlp_loss_and_grad
     except ImportError:
         return None
-    return mlp_loss_and_grad, adam_step_
+    return mlp_loss_and_grad, adam_update_
 
 
 class _Plateau:
@@ -211,56 +212,119 @@ def _cosine_lr(config: FitConfig, epoch: int) -> float:
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * t))
 
 
-def _single_shape(step_fn):
-    """Give a one-network loss-and-gradient function the stacked interface of the kernels (S = 1)."""
+class _Epochs:
+    """The steps of one epoch over the shuffled samples in epoch_x [S, n, 3] / epoch_t [S, n], updating
+    params [S, 7553] (and the Adam moments m, v) in place: run(lrs, first_step) -> each shape's summed
+    |error| over the epoch, as a device tensor [S] (float64)."""
 
-    def stacked(params, x, target):
+    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
+        self.params, self.epoch_x, self.epoch_t = params, epoch_x, epoch_t
+        self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
+        n, b = epoch_x.shape[1], config.batch_size
+        self.batches = [(start, min(start + b, n)) for start in range(0, n, b)]  # Keras keeps the last partial one
+        self.hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
+        self.total = torch.zeros(len(params), dtype=torch.float64, device=params.device)
+
+
+class _TorchEpochs(_Epochs):
+    """TorchLossGrad and adam_step_torch, one shape."""
+
+    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
         if len(params) != 1:
             raise ValueError("the PyTorch training path fits one shape at a time")
-        loss, grad = step_fn(params[0], x[0], target[0])
-        return loss[None], grad[None]
+        super().__init__(params, epoch_x, epoch_t, config)
+        self.loss_and_grad = TorchLossGrad(config.batch_size, params.device)
 
-    return stacked
+    def run(self, lrs, first_step):
+        p, m, v = self.params[0], self.m[0], self.v[0]
+        self.total.zero_()
+        for j, (start, stop) in enumerate(self.batches):
+            loss, grad = self.loss_and_grad(p, self.epoch_x[0, start:stop], self.epoch_t[0, start:stop])
+            adam_step_torch(p, grad, m, v, first_step + j + 1, lrs[0], *self.hyper)
+            self.total += loss.detach().double() * (stop - start)
+        return self.total
+
+
+class _KernelEpochs(_Epochs):
+    """The fused kernels, S shapes in each launch. Each step's Adam step size (one per shape) is read from
+    a table the host fills once an epoch, so an epoch is the same launches every time: with
+    config.cuda_graphs on CUDA they are captured as one CUDA graph in the second epoch (the first compiles
+    the kernels) and replayed from then on, which takes the host out of the steps. At the paper's batch
+    that overhead is of the kernels' own size: on an H200 the Adam launch, microseconds of GPU work,
+    took 21 us a call from Python, and the loss-gradient kernel 13 us of GPU time."""
+
+    def __init__(self, params, epoch_x, epoch_t, config: FitConfig, kernels):
+        super().__init__(params, epoch_x, epoch_t, config)
+        loss_and_grad, self.adam_update = kernels
+        precision = kernel_precision(config.precision, params.device)
+        self.loss_and_grad = lambda p, x, t: loss_and_grad(p, x, t, precision=precision)
+        self.alphas = torch.empty(len(self.batches), len(params), dtype=torch.float32, device=params.device)
+        self.use_graph = config.cuda_graphs and params.device.type == "cuda"
+        self.graph, self.warm = None, False
+
+    def steps(self):
+        self.total.zero_()
+        for j, (start, stop) in enumerate(self.batches):
+            xb, tb = self.epoch_x[:, start:stop], self.epoch_t[:, start:stop]
+            if len(self.params) > 1:  # a batch of a stack is strided; the kernels want it contiguous
+                xb, tb = xb.contiguous(), tb.contiguous()
+            loss, grad = self.loss_and_grad(self.params, xb, tb)
+            self.adam_update(self.params, grad, self.m, self.v, self.alphas[j], *self.hyper)
+            self.total += loss.detach().double() * (stop - start)
+
+    def run(self, lrs, first_step):
+        beta1, beta2, _ = self.hyper
+        table = [[adam_step_size(lr, first_step + j + 1, beta1, beta2) for lr in lrs] for j in range(len(self.batches))]
+        self.alphas.copy_(torch.tensor(table, dtype=torch.float32))
+        if self.use_graph and self.warm and self.graph is None:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):  # records the launches (runs nothing); the replay below runs them
+                    self.steps()
+                self.graph = graph
+            except RuntimeError as exc:  # a capture this driver or torch refuses: launch the steps instead
+                warnings.warn(f"fit: capturing an epoch as a CUDA graph failed ({exc}); training without graphs "
+                              "(FitConfig(cuda_graphs=False) skips the attempt)", RuntimeWarning, stacklevel=2)
+                self.use_graph = False
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.steps()
+            self.warm = True
+        return self.total
+
+
+def _epochs(params, epoch_x, epoch_t, config: FitConfig) -> _Epochs:
+    kernels = _fused_kernels() if params.device.type == "cuda" else None
+    if kernels:
+        return _KernelEpochs(params, epoch_x, epoch_t, config, kernels)
+    return _TorchEpochs(params, epoch_x, epoch_t, config)
 
 
 def train(params, points, targets, config: FitConfig, seed: int = 0, progress=None, callback=None):
     """Train S networks in place with Adam, each on its own samples; returns per-epoch losses [epochs][S].
 
     params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
-    Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be).
-    callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr schedule.
+    Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be), by a generator on the
+    samples' device. callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr
+    schedule.
     """
     S, n, device = len(params), points.shape[1], params.device
-    loss_and_grad, adam_step = _step_functions(device, config)
-    m, v = torch.zeros_like(params), torch.zeros_like(params)
-    shuffles = [torch.Generator().manual_seed(int(seed) + s + 1) for s in range(S)]
-    plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
+    epochs = _epochs(params, epoch_x, epoch_t, config)
+    shuffles = [torch.Generator(device=device).manual_seed(int(seed) + s + 1) for s in range(S)]
+    plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     history = []
-    hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
     bar = _progress_bar(config.epochs, progress)
     for epoch in range(config.epochs):
         if config.schedule == "cosine":
             lrs = [_cosine_lr(config, epoch)] * S
         for s in range(S):  # one shuffle per shape and epoch, as Keras does
-            order = torch.randperm(n, generator=shuffles[s]).to(device)
+            order = torch.randperm(n, generator=shuffles[s], device=device)
             torch.index_select(points[s], 0, order, out=epoch_x[s])
             torch.index_select(targets[s], 0, order, out=epoch_t[s])
-        total = torch.zeros(S, dtype=torch.float64, device=device)
-        for start in range(0, n, config.batch_size):
-            stop = min(start + config.batch_size, n)
-            xb, tb = epoch_x[:, start:stop], epoch_t[:, start:stop]
-            if S > 1:  # a batch of a stack is strided; the kernels want it contiguous
-                xb, tb = xb.contiguous(), tb.contiguous()
-            loss, grad = loss_and_grad(params, xb, tb)
-            step += 1
-            if len(set(lrs)) == 1:
-                adam_step(params, grad, m, v, step, lrs[0], *hyper)
-            else:  # plateau cuts made the shapes' lrs differ
-                for s in range(S):
-                    adam_step(params[s], grad[s], m[s], v[s], step, lrs[s], *hyper)
-            total += loss.detach().double() * (stop - start)
-        losses = (total / n).tolist()
+        losses = (epochs.run(lrs, step) / n).tolist()
+        step += len(epochs.batches)
         if not all(math.isfinite(x) for x in losses):
             raise FloatingPointError(f"fit: the loss became {losses} at epoch {epoch + 1}; lower the lr")
         history.append(losses)
@@ -314,7 +378,7 @@ def fit(mesh, config: FitConfig | None = None, device=None, seed: int = 0, progr
     Same seed, config and device -> the same samples and weights (bit-exact on the CPU)."""
     config = config or FitConfig()
     device = torch.device(device) if device is not None else default_device()
-    _step_functions(device, config)  # an impossible precision fails now, not after the sampling
+    _check_precision(device, config)  # an impossible precision fails now, not after the sampling
     with _torch_threads(config.threads, device):
         return _fit(mesh, config, device, seed, progress, callback)
 

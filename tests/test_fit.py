@@ -163,30 +163,34 @@ def test_fit_a_real_mesh(tmp_path):
 
 
 def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
-    """fit_many's batched path (the fused kernels on an [S, 7553] stack), run here by Triton's
-    interpreter: shape s of the stack gets the same shuffle as a lone torch-path run with seed s,
-    so their weights after one epoch must agree."""
+    """fit_many's batched path (the fused kernels on an [S, 7553] stack; here in Triton's interpreter,
+    on a GPU compiled and from the second epoch replayed from a CUDA graph): shape s of the stack gets
+    the same shuffles as a lone torch-path run with seed s on the same device, so their weights after
+    three epochs must agree. The plateau schedule (patience 1, min_delta 1) cuts the lr after the
+    second epoch, so the third reads smaller step sizes from its refilled table."""
     kernels = pytest.importorskip("nis_fast.kernels")
     if not hasattr(kernels, "mlp_loss_and_grad"):
         pytest.skip("nis_fast.kernels has no mlp_loss_and_grad in this build")
     if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("no GPU and TRITON_INTERPRET is not set")
     fit_module = __import__("sys").modules["nis_fast.fit"]
-    config = FitConfig(n_samples=1000, pool_size=5000, epochs=1, batch_size=500, lr=3e-3)
+    config = FitConfig(n_samples=1000, pool_size=5000, epochs=3, batch_size=300, lr=3e-3, plateau_patience=1,
+                       plateau_min_delta=1.0)
     sets = [importance_samples(f, 1000, 5000, seed=i) for i, f in enumerate([sphere, box])]
     start = torch.stack([torch.from_numpy(network.glorot_uniform(i)) for i in range(2)])
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    fused = (kernels.mlp_loss_and_grad, kernels.adam_update_)
+    monkeypatch.setattr(fit_module, "_epochs", lambda p, x, t, cfg: fit_module._KernelEpochs(p, x, t, cfg, fused))
     stacked = start.clone().to(device)
-    fused = (kernels.mlp_loss_and_grad, kernels.adam_step_)
-    monkeypatch.setattr(fit_module, "_step_functions", lambda dev, cfg: fused)
     points, targets = (torch.stack([s[k] for s in sets]).to(device) for k in (0, 1))
-    fit_module.train(stacked, points, targets, config)
-    monkeypatch.undo()
+    history = fit_module.train(stacked, points, targets, config)
+    monkeypatch.setattr(fit_module, "_epochs", lambda p, x, t, cfg: fit_module._TorchEpochs(p, x, t, cfg))
     for s in range(2):  # shape s of the stack is shuffled as a lone run with seed s is
-        alone = start[s:s + 1].clone()
-        fit_module.train(alone, sets[s][0][None], sets[s][1][None], config, seed=s)
-        assert torch.allclose(stacked[s].cpu(), alone[0], rtol=1e-4, atol=1e-6)
+        alone = start[s:s + 1].clone().to(device)
+        alone_history = fit_module.train(alone, points[s:s + 1], targets[s:s + 1], config, seed=s)
+        assert torch.allclose(stacked[s], alone[0], rtol=1e-4, atol=1e-6)
         assert not torch.allclose(stacked[s].cpu(), start[s])
+        assert abs(history[-1][s] - alone_history[-1][0]) < 1e-5
 
 
 def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
@@ -237,6 +241,31 @@ def test_fit_and_fit_many_on_cuda():
     for s, sdf in zip(shapes, [sphere, box]):
         points, d = importance_samples(sdf, 20_000, 200_000, seed=99, device="cuda")
         assert (s.sdf(points, space="unit") - d).abs().mean() < 0.006
+
+
+@pytest.mark.cuda
+def test_cuda_graph_epochs_train_exactly_as_eager_epochs(monkeypatch):
+    """From the second epoch a CUDA fit replays the epoch's launches from a graph: the same kernels on
+    the same data in the same order, so the weights and losses are bit-identical to launching them."""
+    fit_module = __import__("sys").modules["nis_fast.fit"]
+    if fit_module.training_backend("cuda") != "triton":
+        pytest.skip("the fused kernels do not import here")
+    points, d = importance_samples(sphere, 20_000, 100_000, seed=1, device="cuda")
+    made, real_epochs = [], fit_module._epochs
+
+    def recording_epochs(*args):
+        made.append(real_epochs(*args))
+        return made[-1]
+
+    monkeypatch.setattr(fit_module, "_epochs", recording_epochs)
+    runs = []
+    for graphs in (False, True):
+        config = FitConfig(n_samples=20_000, pool_size=100_000, epochs=4, batch_size=2048, lr=3e-3,
+                           cuda_graphs=graphs)
+        params = torch.from_numpy(network.glorot_uniform(0)).cuda()[None]
+        runs.append((params, fit_module.train(params, points[None], d[None], config)))
+    assert made[0].graph is None and made[1].graph is not None
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
 
 
 def test_world_queries_far_from_the_origin_keep_float32_detail():

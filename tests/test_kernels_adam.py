@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nis_fast import _reference as ref
-from nis_fast.kernels import adam_step_, mlp_loss_and_grad
+from nis_fast.kernels import adam_step_, adam_update_, mlp_loss_and_grad
 from nis_fast.network import N_PARAMS, glorot_uniform
 
 DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
@@ -43,6 +43,31 @@ def test_adam_matches_torch_optim():
         opt.step()
     assert (params - p_torch.detach()).abs().max() < 1e-6
     assert (params - randn(N_PARAMS, seed=2)).abs().max() > 5e-3  # it did move
+
+
+def test_adam_update_reads_each_networks_step_size_from_a_tensor():
+    """adam_update_ on a stack with one alpha per network equals adam_step_ network by network (and a
+    single network takes a one-value alpha)."""
+    lrs = [1e-2, 3e-3, 1e-3]
+    stack = randn(3, N_PARAMS, seed=5)
+    m, v = torch.zeros_like(stack), torch.zeros_like(stack)
+    alone = [(stack[s].clone(), torch.zeros(N_PARAMS, device=DEVICE), torch.zeros(N_PARAMS, device=DEVICE))
+             for s in range(3)]
+    for step in range(1, 5):
+        grad = randn(3, N_PARAMS, seed=50 + step) * 10.0 ** (-step)
+        alpha = torch.tensor([lr * (1 - 0.999 ** step) ** 0.5 / (1 - 0.9 ** step) for lr in lrs], device=DEVICE)
+        adam_update_(stack, grad, m, v, alpha)
+        for s, (p, ms, vs) in enumerate(alone):
+            adam_step_(p, grad[s].contiguous(), ms, vs, step, lr=lrs[s])
+    for s, (p, ms, vs) in enumerate(alone):
+        assert torch.equal(stack[s], p) and torch.equal(m[s], ms) and torch.equal(v[s], vs)
+    one, m1, v1 = randn(N_PARAMS, seed=6), torch.zeros(N_PARAMS, device=DEVICE), torch.zeros(N_PARAMS, device=DEVICE)
+    two = one.clone()
+    adam_update_(one, randn(N_PARAMS, seed=7), m1, v1, torch.tensor([1e-3 * (0.001 ** 0.5) / 0.1], device=DEVICE))
+    adam_step_(two, randn(N_PARAMS, seed=7), torch.zeros_like(two), torch.zeros_like(two), 1, lr=1e-3)
+    assert torch.equal(one, two)
+    with pytest.raises(ValueError, match="alpha must be"):
+        adam_update_(stack, grad, m, v, torch.ones(2, device=DEVICE))
 
 
 def test_adam_rejects_bad_input():
