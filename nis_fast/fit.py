@@ -241,7 +241,7 @@ class _TorchEpochs(_Epochs):
         for j, (start, stop) in enumerate(self.batches):
             loss, grad = self.loss_and_grad(p, self.epoch_x[0, start:stop], self.epoch_t[0, start:stop])
             adam_step_torch(p, grad, m, v, first_step + j + 1, lrs[0], *self.hyper)
-            self.total += loss.detach().double() * (stop - start)
+            self.total.add_(loss.detach(), alpha=stop - start)
         return self.total
 
 
@@ -270,7 +270,7 @@ class _KernelEpochs(_Epochs):
                 xb, tb = xb.contiguous(), tb.contiguous()
             loss, grad = self.loss_and_grad(self.params, xb, tb)
             self.adam_update(self.params, grad, self.m, self.v, self.alphas[j], *self.hyper)
-            self.total += loss.detach().double() * (stop - start)
+            self.total.add_(loss.detach(), alpha=stop - start)  # float64 += float32 loss x rows: one kernel
 
     def run(self, lrs, first_step):
         beta1, beta2, _ = self.hyper
