@@ -34,13 +34,16 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
 GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
-# Batches so small that every program gets at most one block of these rows (the paper's 2048 on a
-# 132-SM GPU) are latency-bound: a program's time is the chain of 26 dependent products of one
-# forward and backward pass, which smaller tiles on fewer warps finish sooner. tf32x3 at 2048 rows on
-# an H200, GPU time per launch (CUDA-graph replays): 16 rows x 4 warps 12.7 us, x 2 warps 31 us,
-# x 1 warp 60 us, 32 rows x 1 warp 86 us; the (32, 8) above took 139 us a call (eager). The other
+# Small batches are latency-bound: a program's time is the chain of 26 dependent products of a
+# forward and backward pass per block, which smaller tiles on fewer warps finish sooner. tf32x3 at
+# 2048 rows (one block a program) on an H200, GPU time per launch (CUDA-graph replays): 16 rows x 4
+# warps 12.7 us, x 2 warps 31 us, x 1 warp 60 us, 32 rows x 1 warp 86 us; the (32, 8) above took 139 us
+# a call (eager). Used while a program gets at most LATENCY_BOUND_BLOCKS blocks of 16 rows (fit_many's
+# stacks at the paper's batch, GPUs of fewer SMs): the time grows with the blocks a program walks, so
+# up to a few of them it stays far below one (32, 8) block's (not yet measured beyond one). The other
 # precisions keep GPU_CONFIGS until they are measured.
 LATENCY_BOUND_CONFIGS = {"tf32x3": (16, 4)}
+LATENCY_BOUND_BLOCKS = 4
 REDUCTIONS = ("partials", "atomic")
 
 
@@ -146,12 +149,12 @@ def mlp_train_kernel(params_ptr, x_ptr, target_ptr, grad_ptr, N, inv_n, BLOCK: t
 
 def latency_bound_configs(x: torch.Tensor, n: int, shapes: int) -> dict:
     """GPU_CONFIGS, with LATENCY_BOUND_CONFIGS in it where n rows of each of `shapes` networks give
-    every program at most one block of that config's rows."""
+    every program at most LATENCY_BOUND_BLOCKS blocks of that config's rows."""
     if x.device.type != "cuda":
         return GPU_CONFIGS
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     small = {prec: cfg for prec, cfg in LATENCY_BOUND_CONFIGS.items()
-             if triton.cdiv(n, cfg[0]) * shapes <= sms * GPU_PROGRAMS_PER_SM}
+             if triton.cdiv(n, cfg[0]) * shapes <= LATENCY_BOUND_BLOCKS * sms * GPU_PROGRAMS_PER_SM}
     return {**GPU_CONFIGS, **small}
 
 

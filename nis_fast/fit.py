@@ -277,21 +277,33 @@ class _KernelEpochs(_Epochs):
         table = [[adam_step_size(lr, first_step + j + 1, beta1, beta2) for lr in lrs] for j in range(len(self.batches))]
         self.alphas.copy_(torch.tensor(table, dtype=torch.float32))
         if self.use_graph and self.warm and self.graph is None:
-            try:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):  # records the launches (runs nothing); the replay below runs them
-                    self.steps()
-                self.graph = graph
-            except RuntimeError as exc:  # a capture this driver or torch refuses: launch the steps instead
-                warnings.warn(f"fit: capturing an epoch as a CUDA graph failed ({exc}); training without graphs "
-                              "(FitConfig(cuda_graphs=False) skips the attempt)", RuntimeWarning, stacklevel=2)
-                self.use_graph = False
+            self.graph = self._capture()
+            self.use_graph = self.graph is not None
         if self.graph is not None:
             self.graph.replay()
         else:
             self.steps()
             self.warm = True
         return self.total
+
+    def _capture(self):
+        """The epoch's launches recorded (not run) as a CUDA graph, or None with a warning where the capture
+        is refused. torch.cuda.graph leaves its capture stream current when ending the capture fails, so
+        the caller's stream is restored here whatever happens."""
+        caller = torch.cuda.current_stream()
+        side = torch.cuda.Stream()
+        side.wait_stream(caller)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+                self.steps()
+            return graph
+        except RuntimeError as exc:
+            warnings.warn(f"fit: capturing an epoch as a CUDA graph failed ({exc}); training without graphs "
+                          "(FitConfig(cuda_graphs=False) skips the attempt)", RuntimeWarning, stacklevel=3)
+            return None
+        finally:
+            torch.cuda.set_stream(caller)
 
 
 def _epochs(params, epoch_x, epoch_t, config: FitConfig) -> _Epochs:

@@ -181,6 +181,7 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     fused = (kernels.mlp_loss_and_grad, kernels.adam_update_)
     monkeypatch.setattr(fit_module, "_epochs", lambda p, x, t, cfg: fit_module._KernelEpochs(p, x, t, cfg, fused))
+    monkeypatch.setattr(fit_module, "kernel_precision", lambda precision, device: "fp32")  # not tf32x3 on a GPU
     stacked = start.clone().to(device)
     points, targets = (torch.stack([s[k] for s in sets]).to(device) for k in (0, 1))
     history = fit_module.train(stacked, points, targets, config)
@@ -266,6 +267,43 @@ def test_cuda_graph_epochs_train_exactly_as_eager_epochs(monkeypatch):
         runs.append((params, fit_module.train(params, points[None], d[None], config)))
     assert made[0].graph is None and made[1].graph is not None
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+@pytest.mark.cuda
+def test_a_refused_cuda_graph_capture_falls_back_to_launches(monkeypatch):
+    """Where the capture fails (here: refused at once, leaving its stream current as torch does when
+    ending a capture fails), the fit warns, restores the caller's stream and trains as without graphs."""
+    fit_module = __import__("sys").modules["nis_fast.fit"]
+    if fit_module.training_backend("cuda") != "triton":
+        pytest.skip("the fused kernels do not import here")
+    points, d = importance_samples(sphere, 20_000, 100_000, seed=1, device="cuda")
+
+    class RefusedCapture:
+        def __init__(self, graph, stream=None, **kwargs):
+            self.stream = stream
+
+        def __enter__(self):
+            torch.cuda.set_stream(self.stream)
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        def __exit__(self, *exc):
+            return False
+
+    results = []
+    for graphs in (False, True):
+        config = FitConfig(n_samples=20_000, pool_size=100_000, epochs=3, batch_size=2048, lr=3e-3,
+                           cuda_graphs=graphs)
+        params = torch.from_numpy(network.glorot_uniform(0)).cuda()[None]
+        caller = torch.cuda.current_stream()
+        if graphs:
+            monkeypatch.setattr(torch.cuda, "graph", RefusedCapture)
+            with pytest.warns(RuntimeWarning, match="CUDA graph failed"):
+                history = fit_module.train(params, points[None], d[None], config)
+        else:
+            history = fit_module.train(params, points[None], d[None], config)
+        assert torch.cuda.current_stream() == caller
+        results.append((params, history))
+    assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
 
 
 def test_world_queries_far_from_the_origin_keep_float32_detail():

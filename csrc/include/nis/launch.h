@@ -28,10 +28,13 @@ void require_cuda(const char* what);
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
 namespace nis {
-// Raise the CUDA error of the last launch as a readable exception.
+// Raise a CUDA error as a readable exception, clearing it first so that the next call's
+// cudaGetLastError() does not report it again (the static cudart's error state is this module's own).
 inline void check_cuda(cudaError_t err, const char* what) {
-    if (err != cudaSuccess)
+    if (err != cudaSuccess) {
+        cudaGetLastError();
         throw std::runtime_error(std::string("nis_fast CUDA error in ") + what + ": " + cudaGetErrorString(err));
+    }
 }
 inline unsigned grid_for(int64_t n, int block) { return static_cast<unsigned>((n + block - 1) / block); }
 }  // namespace nis
