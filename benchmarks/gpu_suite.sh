@@ -5,14 +5,14 @@
 #   there: bash benchmarks/gpu_suite.sh [--quick] [BUDGET_S]    (carry .whl and shared)
 # GPU_SUITE_ONLY='cuda tests|bench_sdf' (a bash regex on the step names) runs only those steps.
 # Steps run in order of what they tell us and each gets at most what is left of BUDGET_S (default
-# 460 s), so a short lease still brings back the build, the cuda tests and the SDF figures. Every
+# 520 s), so a short lease still brings back the build, the cuda tests and the SDF figures. Every
 # step's output goes to suite.log; each benchmark writes its JSON beside it (8 files at most come back).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_results}"
 mkdir -p "$out"
 quick="${1:-}"
-budget="${2:-460}"
+budget="${2:-520}"
 log() { echo "== [$SECONDS s] $*" | tee -a "$out/suite.log"; }
 # step NAME MAX_S CMD...: run CMD with a timeout of min(MAX_S, what is left), output to the log.
 step() {
@@ -57,4 +57,6 @@ step "bench_mesh" 90 python3 benchmarks/bench_mesh.py $quick --out "$out/bench_m
 # paths that pick CUDA by default take it.
 step "the other tests" 150 python3 -m pytest -q -x -rfE --tb=short -m "not cuda" \
   -n 8 tests
+step "tune_mlp_train (launch configurations of the training kernel)" 120 python3 benchmarks/tune_mlp_train.py \
+  --out "$out/tune_mlp_train.json"
 log "done"

@@ -168,12 +168,12 @@ def default_programs(x: torch.Tensor, blocks: int, shapes: int) -> int:
 
 
 def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tensor, precision: str = "fp32",
-                      reduce: str = "partials", block: int | None = None,
-                      programs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      reduce: str = "partials", block: int | None = None, programs: int | None = None,
+                      warps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean L1 loss and its gradient w.r.t. the flat parameters. params [7553], x [N, 3], target [N]
     -> (loss [], grad [7553]); params [S, 7553], x [S, N, 3], target [S, N] -> (loss [S], grad
-    [S, 7553]), each shape's own mean loss and gradient. Autograd-free. block (rows per step) and
-    programs (per shape) override the defaults."""
+    [S, 7553]), each shape's own mean loss and gradient. Autograd-free. block (rows per step),
+    programs (per shape) and warps (per program) override the defaults."""
     p, xs, single = stacked(params, x)
     check_tensor("target", target, (x.dim() - 1,))
     if tuple(target.shape) != tuple(x.shape[:-1]):
@@ -186,7 +186,10 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
     S, N = xs.shape[0], xs.shape[1]
     if N == 0:
         raise ValueError("x has no points: the mean loss of an empty batch is undefined")
-    block, warps = launch_config(x, precision, latency_bound_configs(x, N, S), block)
+    if warps is not None and warps not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"warps must be a power of two from 1 to 32, got {warps}")
+    block, default_warps = launch_config(x, precision, latency_bound_configs(x, N, S), block)
+    warps = warps or default_warps
     blocks = triton.cdiv(N, block)
     if programs is not None and programs < 1:
         raise ValueError(f"programs must be >= 1, got {programs}")

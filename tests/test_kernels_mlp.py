@@ -230,3 +230,15 @@ def test_latency_bound_batches_take_the_small_block_config(monkeypatch):
     assert mlp_train.latency_bound_configs(OnCuda(), 4 * 132 * 16 + 1, 1) == mlp_train.GPU_CONFIGS
     assert mlp_train.latency_bound_configs(OnCuda(), 2048, 5) == mlp_train.GPU_CONFIGS
     assert mlp_train.latency_bound_configs(torch.zeros(4, 3), 2048, 1) is mlp_train.GPU_CONFIGS
+
+
+def test_warps_override_is_checked_and_changes_nothing_but_the_launch():
+    g = torch.Generator().manual_seed(11)
+    params = make_params(11)
+    x = (torch.rand(300, 3, generator=g) * 2 - 1).to(DEVICE)
+    target = x.norm(dim=1) - 0.5
+    loss, grad = mlp_loss_and_grad(params, x, target, block=32)
+    loss2, grad2 = mlp_loss_and_grad(params, x, target, block=32, warps=2)
+    assert torch.allclose(loss, loss2, rtol=1e-6) and torch.allclose(grad, grad2, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="warps must be a power of two"):
+        mlp_loss_and_grad(params, x, target, warps=3)
