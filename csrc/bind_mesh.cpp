@@ -49,6 +49,15 @@ struct MeshBvh {
 }  // namespace
 
 void bind_mesh(py::module_& m) {
+    m.def(
+        "cuda_query_order_bytes",
+        [](int64_t n) -> std::size_t {
+            std::size_t bytes = 0;
+            NIS_CUDA_ONLY(bytes = cuda::query_order_bytes(n));
+            return bytes;
+        },
+        "Device workspace (bytes) a CUDA batch of n closest-point or winding queries needs to run in Morton order "
+        "(0: input order).");
     py::class_<MeshBvh>(m, "MeshBvh", "Triangle BVH with winding-number and pseudonormal data (build on the CPU).")
         .def(py::init([](py::array_t<double, py::array::c_style> vertices, py::array_t<int32_t, py::array::c_style> faces,
                          int leaf_size, bool float64) {
@@ -95,7 +104,7 @@ void bind_mesh(py::module_& m) {
             "closest",
             [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
                int32_t sign_mode, double beta, std::uintptr_t out_dist, std::uintptr_t out_points,
-               std::uintptr_t out_face, std::uintptr_t stream) {
+               std::uintptr_t out_face, std::uintptr_t workspace, std::size_t workspace_bytes, std::uintptr_t stream) {
                 const bool cuda = is_cuda(device);
                 dispatch_float(dtype, [&](auto tag) {
                     using T = decltype(tag);
@@ -103,31 +112,34 @@ void bind_mesh(py::module_& m) {
                     if (cuda) {
                         NIS_CUDA_ONLY(cuda::mesh_closest(b.require_device<T>(), ptr<const T>(points), n, sign_mode, T(beta),
                                                          ptr<T>(out_dist), ptr<T>(out_points), ptr<int32_t>(out_face),
-                                                         ptr<void>(stream)));
+                                                         ptr<void>(workspace), workspace_bytes, ptr<void>(stream)));
                     } else {
                         cpu::mesh_closest(b.host_view<T>(), ptr<const T>(points), n, sign_mode, T(beta), ptr<T>(out_dist),
                                           ptr<T>(out_points), ptr<int32_t>(out_face));
                     }
                 });
             },
-            "Closest point per query (+ sign: 0 none, 1 winding number, 2 pseudonormal); null outputs are skipped.")
+            "Closest point per query (+ sign: 0 none, 1 winding number, 2 pseudonormal); null outputs are skipped. "
+            "CUDA: a workspace of cuda_query_order_bytes(n) lets the batch run in Morton order (CPU: ignored).")
         .def(
             "winding",
             [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t points, int64_t n,
-               double beta, std::uintptr_t out, std::uintptr_t stream) {
+               double beta, std::uintptr_t out, std::uintptr_t workspace, std::size_t workspace_bytes,
+               std::uintptr_t stream) {
                 const bool cuda = is_cuda(device);
                 dispatch_float(dtype, [&](auto tag) {
                     using T = decltype(tag);
                     py::gil_scoped_release nogil;
                     if (cuda) {
                         NIS_CUDA_ONLY(cuda::mesh_winding(b.require_device<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out),
-                                                         ptr<void>(stream)));
+                                                         ptr<void>(workspace), workspace_bytes, ptr<void>(stream)));
                     } else {
                         cpu::mesh_winding(b.host_view<T>(), ptr<const T>(points), n, T(beta), ptr<T>(out));
                     }
                 });
             },
-            "Generalised winding number per query (fast: dipole expansion beyond beta * node radius).")
+            "Generalised winding number per query (fast: dipole expansion beyond beta * node radius); the workspace "
+            "as for closest.")
         .def(
             "intersect",
             [](MeshBvh& b, const std::string& device, const std::string& dtype, std::uintptr_t origins,

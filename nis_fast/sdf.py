@@ -148,7 +148,9 @@ class MeshSDF:
         q = _Query(self, points, "points")
         out = q.empty(())
         if q.n:
-            self._bvh.winding(q.device, q.dtype_name, data_ptr(q.x), q.n, self.beta, data_ptr(out), q.stream)
+            workspace = q.order_workspace()
+            self._bvh.winding(q.device, q.dtype_name, data_ptr(q.x), q.n, self.beta, data_ptr(out),
+                              *_pointer_and_bytes(workspace), q.stream)
         return q.shape_out(out)
 
     def contains(self, points):
@@ -171,9 +173,10 @@ class MeshSDF:
 
     def _run_closest(self, q, sign_mode, dist, point, face):
         if q.n:
+            workspace = q.order_workspace()
             self._bvh.closest(q.device, q.dtype_name, data_ptr(q.x), q.n, sign_mode, self.beta, data_ptr(dist),
                               0 if point is None else data_ptr(point), 0 if face is None else data_ptr(face),
-                              q.stream)
+                              *_pointer_and_bytes(workspace), q.stream)
 
     def _upload(self, device):
         """Copy the BVH to the GPU once (raises a clear error where there is none)."""
@@ -238,6 +241,22 @@ class _Query:
 
     def shape_out(self, out):
         return out[0] if self.single else out
+
+    def order_workspace(self):
+        """For a CUDA batch large enough to run in Morton order, the device memory that takes (from
+        torch's caching allocator, on the current stream); else None."""
+        if self.device != "cuda":
+            return None
+        nbytes = native.cuda_query_order_bytes(self.n)
+        if not nbytes:
+            return None
+        import torch
+
+        return torch.empty(nbytes, dtype=torch.uint8, device=self.x.device)
+
+
+def _pointer_and_bytes(workspace) -> tuple[int, int]:
+    return (0, 0) if workspace is None else (workspace.data_ptr(), workspace.numel())
 
 
 def _numpy_float(x: np.ndarray, label: str) -> np.ndarray:

@@ -573,7 +573,7 @@ def test_cuda_without_gpu_raises_a_clear_error(tetra):
     p = np.zeros((4, 3))
     out = np.empty(4)
     with pytest.raises(RuntimeError, match="CUDA|cuda|upload_cuda"):
-        tetra._bvh.closest("cuda", "float64", p.ctypes.data, 4, 1, 2.0, out.ctypes.data, 0, 0, 0)
+        tetra._bvh.closest("cuda", "float64", p.ctypes.data, 4, 1, 2.0, out.ctypes.data, 0, 0, 0, 0, 0)
 
 
 @pytest.mark.cuda
@@ -618,6 +618,9 @@ def test_cuda_large_batches_in_morton_order_answer_each_point(n):
     CPU's do (the batch below the threshold runs in input order: the two paths agree)."""
     import torch
 
+    from nis_fast._backend import native
+
+    assert (native.cuda_query_order_bytes(n) > 0) == (n >= 2**15)  # the sorted path is taken from 2^15 points
     mesh = _mesh("spot.obj")
     sdf = _sdf("spot.obj")
     p = np.random.default_rng(n).permutation(_query_points(mesh.vertices, mesh.faces, n, seed=n))

@@ -150,64 +150,52 @@ __global__ void morton_kernel(const T* __restrict__ points, int64_t n, const int
     ids[i] = static_cast<int32_t>(i);
 }
 
-// Stream-ordered device memory: freed after the work queued on its stream before the free.
-struct StreamAllocation {
-    void* ptr = nullptr;
-    cudaStream_t stream;
-    explicit StreamAllocation(cudaStream_t s) : stream(s) {}
-    StreamAllocation(const StreamAllocation&) = delete;
-    StreamAllocation& operator=(const StreamAllocation&) = delete;
-    ~StreamAllocation() {
-        if (ptr) cudaFreeAsync(ptr, stream);
+// The layout of a query-order workspace: the sort's scratch, codes and ids twice (the sort's in and
+// out), the box; each 256-byte aligned. Zero bytes where the batch runs in input order.
+struct OrderLayout {
+    size_t sort_bytes = 0, scratch = 0, array = 0, total = 0;
+    explicit OrderLayout(int64_t n) {
+        if (n < kSortFrom || n > INT32_MAX) return;
+        check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<uint32_t*>(nullptr),
+                                                   static_cast<uint32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                                   static_cast<int32_t*>(nullptr), static_cast<int>(n), 0, 30),
+                   "cub::DeviceRadixSort (size)");
+        const auto aligned = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+        scratch = aligned(sort_bytes);
+        array = aligned(size_t(n) * 4);
+        total = scratch + 4 * array + 256;
     }
 };
 
 // The order a batch's queries run in: ids()[k] is the point the k-th thread takes (nullptr:
-// input order). The order is only an optimisation: where the memory for it cannot be had,
-// the queries run in input order.
+// input order). Sorting is only an optimisation: without a workspace of OrderLayout's size the
+// queries run in input order.
 class QueryOrder {
    public:
     template <typename T>
-    QueryOrder(const T* points, int64_t n, cudaStream_t stream) : buffer_(stream) {
-        if (n < kSortFrom || n > INT32_MAX) return;
-        const int num = static_cast<int>(n);
-        size_t sort_bytes = 0;
-        check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<uint32_t*>(nullptr),
-                                                   static_cast<uint32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-                                                   static_cast<int32_t*>(nullptr), num, 0, 30, stream),
-                   "cub::DeviceRadixSort (size)");
-        // One allocation, each array 256-byte aligned: the sort's scratch, codes and ids twice
-        // (the sort's in and out), the box.
-        const auto aligned = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-        const size_t array_bytes = aligned(size_t(n) * 4);
-        const size_t scratch_bytes = aligned(sort_bytes);
-        const cudaError_t got = cudaMallocAsync(&buffer_.ptr, scratch_bytes + 4 * array_bytes + 256, stream);
-        if (got == cudaErrorMemoryAllocation || got == cudaErrorNotSupported) {
-            buffer_.ptr = nullptr;
-            cudaGetLastError();  // clear it: input order instead
-            return;
-        }
-        check_cuda(got, "cudaMallocAsync (query order)");
-        char* at = static_cast<char*>(buffer_.ptr);
+    QueryOrder(const T* points, int64_t n, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+        const OrderLayout layout(n);
+        if (layout.total == 0 || workspace == nullptr || workspace_bytes < layout.total) return;
+        char* at = static_cast<char*>(workspace);
         void* sort_scratch = at;
-        uint32_t* codes = reinterpret_cast<uint32_t*>(at + scratch_bytes);
-        uint32_t* codes_sorted = reinterpret_cast<uint32_t*>(at + scratch_bytes + array_bytes);
-        int32_t* ids = reinterpret_cast<int32_t*>(at + scratch_bytes + 2 * array_bytes);
-        int32_t* ids_sorted = reinterpret_cast<int32_t*>(at + scratch_bytes + 3 * array_bytes);
-        int* box = reinterpret_cast<int*>(at + scratch_bytes + 4 * array_bytes);
+        uint32_t* codes = reinterpret_cast<uint32_t*>(at + layout.scratch);
+        uint32_t* codes_sorted = reinterpret_cast<uint32_t*>(at + layout.scratch + layout.array);
+        int32_t* ids = reinterpret_cast<int32_t*>(at + layout.scratch + 2 * layout.array);
+        int32_t* ids_sorted = reinterpret_cast<int32_t*>(at + layout.scratch + 3 * layout.array);
+        int* box = reinterpret_cast<int*>(at + layout.scratch + 4 * layout.array);
         box_init_kernel<<<1, 32, 0, stream>>>(box);
         box_kernel<T><<<std::min<unsigned>(grid_for(n, 256), 1024), 256, 0, stream>>>(points, n, box);
         morton_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(points, n, box, codes, ids);
         check_cuda(cudaGetLastError(), "query order (Morton codes)");
+        size_t sort_bytes = layout.sort_bytes;
         check_cuda(cub::DeviceRadixSort::SortPairs(sort_scratch, sort_bytes, codes, codes_sorted, ids, ids_sorted,
-                                                   num, 0, 30, stream),
+                                                   static_cast<int>(n), 0, 30, stream),
                    "cub::DeviceRadixSort");
         ids_ = ids_sorted;
     }
     const int32_t* ids() const { return ids_; }
 
    private:
-    StreamAllocation buffer_;
     const int32_t* ids_ = nullptr;
 };
 
@@ -237,24 +225,30 @@ __global__ void ray_kernel(MeshView<T> m, const T* __restrict__ origins, const T
 }
 }  // namespace
 
+size_t query_order_bytes(int64_t n) {
+    require_cuda("MeshSDF.sdf/closest/winding");
+    return OrderLayout(n).total;
+}
+
 template <typename T>
 void mesh_closest(const DeviceMesh& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
-                  T* out_points, int32_t* out_face, void* stream) {
+                  T* out_points, int32_t* out_face, void* workspace, size_t workspace_bytes, void* stream) {
     require_cuda("MeshSDF.sdf/closest");
     if (n == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
-    const QueryOrder order(points, n, s);
+    const QueryOrder order(points, n, workspace, workspace_bytes, s);
     closest_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(m.view(T{}), points, order.ids(), n, sign_mode, beta,
                                                              out_dist, out_points, out_face);
     check_cuda(cudaGetLastError(), "mesh_closest");
 }
 
 template <typename T>
-void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* stream) {
+void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* workspace,
+                  size_t workspace_bytes, void* stream) {
     require_cuda("MeshSDF.winding");
     if (n == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
-    const QueryOrder order(points, n, s);
+    const QueryOrder order(points, n, workspace, workspace_bytes, s);
     winding_kernel<T><<<grid_for(n, kBlock), kBlock, 0, s>>>(m.view(T{}), points, order.ids(), n, beta, out_winding);
     check_cuda(cudaGetLastError(), "mesh_winding");
 }
@@ -270,8 +264,9 @@ void mesh_intersect(const DeviceMesh& m, const T* origins, const T* directions, 
 }
 
 #define NIS_INSTANTIATE(T)                                                                                         \
-    template void mesh_closest<T>(const DeviceMesh&, const T*, int64_t, int32_t, T, T*, T*, int32_t*, void*);      \
-    template void mesh_winding<T>(const DeviceMesh&, const T*, int64_t, T, T*, void*);                             \
+    template void mesh_closest<T>(const DeviceMesh&, const T*, int64_t, int32_t, T, T*, T*, int32_t*, void*, size_t, \
+                                  void*);                                                                          \
+    template void mesh_winding<T>(const DeviceMesh&, const T*, int64_t, T, T*, void*, size_t, void*);              \
     template void mesh_intersect<T>(const DeviceMesh&, const T*, const T*, int64_t, T*, int32_t*, void*);
 NIS_INSTANTIATE(float)
 NIS_INSTANTIATE(double)

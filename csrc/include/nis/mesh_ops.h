@@ -89,11 +89,16 @@ namespace cuda {
 class DeviceMesh;
 std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host);
 void upload_float64(DeviceMesh& m, const MeshBvhHost& host);
+// Device memory a batch of closest-point or winding queries uses to run in Morton order (0 below the
+// batch size where that pays); the caller passes that much (from its allocator, on `stream`) as
+// `workspace`, or none, and the batch then runs in input order.
+size_t query_order_bytes(int64_t n);
 template <typename T>
 void mesh_closest(const DeviceMesh& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
-                  T* out_points, int32_t* out_face, void* stream);
+                  T* out_points, int32_t* out_face, void* workspace, size_t workspace_bytes, void* stream);
 template <typename T>
-void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* stream);
+void mesh_winding(const DeviceMesh& m, const T* points, int64_t n, T beta, T* out_winding, void* workspace,
+                  size_t workspace_bytes, void* stream);
 template <typename T>
 void mesh_intersect(const DeviceMesh& m, const T* origins, const T* directions, int64_t n, T* out_t,
                     int32_t* out_face, void* stream);
