@@ -23,15 +23,6 @@ constexpr int64_t kChunk = 256;
 constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
 constexpr int64_t kPrefetch = 8;     // how many queries ahead a point is fetched
 
-// Spread the low 10 bits of x to every third bit.
-uint32_t spread_bits(uint32_t x) {
-    x = (x | (x << 16)) & 0x030000FFu;
-    x = (x | (x << 8)) & 0x0300F00Fu;
-    x = (x | (x << 4)) & 0x030C30C3u;
-    x = (x | (x << 2)) & 0x09249249u;
-    return x;
-}
-
 // The order queries run in: Morton order of the points, or input order for small batches
 // (and for batches of 2^32 points or more). order[k] is the index of the k-th query.
 struct QueryOrder {
@@ -64,13 +55,12 @@ QueryOrder query_order(const T* points, int64_t n) {
         const int t = omp_get_thread_num(), threads = omp_get_num_threads();
         const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
         for (int64_t i = begin; i < end; ++i) {
-            uint32_t c = 0;
+            T u[3];
             for (int k = 0; k < 3; ++k) {
                 const T ext = hi[k] - lo[k];
-                const T u = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
-                c |= spread_bits(static_cast<uint32_t>(nis_clamp(u, T(0), T(1)) * T(1023))) << (2 - k);
+                u[k] = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
             }
-            keyed[i] = uint64_t(c) << 32 | uint64_t(i);
+            keyed[i] = uint64_t(morton_code(u)) << 32 | uint64_t(i);
         }
 #pragma omp single
         count.resize(int64_t(threads) * 1024);

@@ -2,9 +2,10 @@
 // device buffers), one thread per query running the per-point functions of
 // mesh_query.h, the same code as the CPU loops.
 //
-// Large batches run in Morton (Z-curve) order of the points, as on the CPU: the
-// 32 threads of a warp then hold nearby points, walk the same nodes in step
-// instead of diverging, and read the same node and triangle cache lines.
+// Large batches run in Morton (Z-curve) order of the points (morton_code in
+// mesh_query.h), as on the CPU: the 32 threads of a warp then hold nearby points,
+// walk the same nodes in step instead of diverging, and read the same node and
+// triangle cache lines.
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -126,27 +127,17 @@ __global__ void box_kernel(const T* __restrict__ points, int64_t n, int* box) {
         }
 }
 
-// Spread the low 10 bits of x to every third bit (as cpu/mesh_query.cpp).
-__device__ uint32_t spread_bits(uint32_t x) {
-    x = (x | (x << 16)) & 0x030000FFu;
-    x = (x | (x << 8)) & 0x0300F00Fu;
-    x = (x | (x << 4)) & 0x030C30C3u;
-    x = (x | (x << 2)) & 0x09249249u;
-    return x;
-}
-
 template <typename T>
 __global__ void morton_kernel(const T* __restrict__ points, int64_t n, const int* __restrict__ box, uint32_t* codes,
                               int32_t* ids) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    uint32_t code = 0;
+    float u[3];
     for (int k = 0; k < 3; ++k) {
         const float lo = ordered_float(box[k]), ext = ordered_float(box[3 + k]) - lo;
-        const float u = ext > 0.0f ? (static_cast<float>(points[3 * i + k]) - lo) / ext : 0.0f;
-        code |= spread_bits(static_cast<uint32_t>(fminf(fmaxf(u, 0.0f), 1.0f) * 1023.0f)) << (2 - k);
+        u[k] = ext > 0.0f ? (static_cast<float>(points[3 * i + k]) - lo) / ext : 0.0f;
     }
-    codes[i] = code;
+    codes[i] = morton_code(u);
     ids[i] = static_cast<int32_t>(i);
 }
 

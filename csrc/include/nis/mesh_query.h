@@ -14,6 +14,28 @@ enum SignMode : int32_t {
     kSignPseudonormal = 2,  // angle-weighted pseudonormal at the closest point
 };
 
+// Large batches run in Morton (Z-curve) order of their points on both backends (the CPU loop,
+// cpu/mesh_query.cpp; CUDA threads, cuda/mesh_query.cu): neighbours in the order walk the same
+// nodes. morton_code takes a point's position in [0, 1] along each axis of the batch's bounding
+// box (clamped there) and gives its 30-bit code, 10 bits an axis.
+NIS_HD uint32_t morton_spread(uint32_t x) {  // the low 10 bits of x to every third bit
+    x = (x | (x << 16)) & 0x030000FFu;
+    x = (x | (x << 8)) & 0x0300F00Fu;
+    x = (x | (x << 4)) & 0x030C30C3u;
+    x = (x | (x << 2)) & 0x09249249u;
+    return x;
+}
+
+template <typename T>
+NIS_HD uint32_t morton_code(const T u[3]) {
+    uint32_t code = 0;
+    for (int k = 0; k < 3; ++k) {
+        const T cell = u[k] > T(0) ? (u[k] < T(1) ? u[k] : T(1)) : T(0);  // NaN (an overflowed extent) -> 0
+        code |= morton_spread(static_cast<uint32_t>(cell * T(1023))) << (2 - k);
+    }
+    return code;
+}
+
 // A point of known (integer) winding number, with its distance to the surface.
 template <typename T>
 struct SignAnchor {
