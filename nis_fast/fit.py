@@ -416,12 +416,14 @@ def _torch_threads(threads, device):
 
 
 def _samples(mesh, config, device, seed):
-    """(points, targets, transform, source, seconds) of one shape's training set."""
+    """(points, targets, transform, source, seconds) of one shape's training set; seconds: "sampling" in
+    all, and "mesh_setup" of it (loading, hashing, the BVH build and upload)."""
     t0 = time.perf_counter()
     sdf_fn, transform, source = _target(mesh, device)
+    t1 = time.perf_counter()
     points, targets = importance_samples(sdf_fn, config.n_samples, config.pool_size, config.beta, seed, device,
                                          uniform_fraction=config.uniform_fraction)
-    return points, targets, transform, source, time.perf_counter() - t0
+    return points, targets, transform, source, {"sampling": time.perf_counter() - t0, "mesh_setup": t1 - t0}
 
 
 def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
@@ -434,12 +436,12 @@ def _shape(params, transform, source, config, device, seed, final_loss, seconds)
 
 
 def _fit(mesh, config, device, seed, progress, callback):
-    points, targets, transform, source, sampling_s = _samples(mesh, config, device, seed)
+    points, targets, transform, source, sampling_seconds = _samples(mesh, config, device, seed)
     t0 = time.perf_counter()
     params = torch.from_numpy(network.glorot_uniform(seed)).to(device)[None]
     per_shape = None if callback is None else (lambda s, epoch, loss, lr: callback(epoch, loss, lr))
     history = train(params, points[None], targets[None], config, seed, progress, per_shape)
-    seconds = {"sampling": sampling_s, "training": time.perf_counter() - t0}
+    seconds = {**sampling_seconds, "training": time.perf_counter() - t0}
     return _shape(params[0], transform, source, config, device, seed, history[-1][0], seconds)
 
 
@@ -464,5 +466,5 @@ def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0
                     progress, callback)
     training_s = (time.perf_counter() - t0) / len(meshes)  # each shape's share of the batched run
     return [_shape(params[i], transform, source, config, device, seed + i, history[-1][i],
-                   {"sampling": sampling_s, "training": training_s})
-            for i, (_, _, transform, source, sampling_s) in enumerate(sets)]
+                   {**sampling_seconds, "training": training_s})
+            for i, (_, _, transform, source, sampling_seconds) in enumerate(sets)]
