@@ -31,7 +31,9 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
     load_points, matmul, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
-# registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
+# registers under 255 without spills where possible (ptxas statistics). Timed on an H200 at 1e6 rows
+# (benchmarks/RESULTS.md), but against other configurations only at 2048 rows (below);
+# benchmarks/tune_mlp_train.py times the whole table.
 GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
 # Small batches are latency-bound: a program's time is the chain of 26 dependent products of a
