@@ -28,7 +28,7 @@ for var in ("OMP_NUM_THREADS", "IGL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import SHARED, parser, report, timeit  # noqa: E402
+from harness import SHARED, cuda_sync, parser, report, timeit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
 from nis_fast.mesh import IDENTITY, Mesh  # noqa: E402
@@ -132,27 +132,24 @@ def cuda_rows(meshes, threads, n_points):
     """The CUDA engine against the CPU engine (and Open3D) on the same box, same points."""
     import torch
 
-    def sync():
-        torch.cuda.synchronize()
-
+    o3d_peer = next((p for p in peers(threads) if p[0].startswith("open3d")), None)
     rows = []
     for mesh in meshes:
         V, F = np.ascontiguousarray(mesh.unit_vertices), mesh.faces
         label = f"{Path(mesh.name.strip(chr(39))).name} ({len(F)} tris)"
         t0 = time.perf_counter()
         gpu = nf.MeshSDF(Mesh(V, F, IDENTITY), device="cuda", float64=True)
-        sync()
+        cuda_sync()
         build_s = time.perf_counter() - t0
         cpu = nf.MeshSDF(Mesh(V, F, IDENTITY), float64=True)
-        o3d_peer = next((p for p in peers(threads) if p[0].startswith("open3d")), None)
         o3d_scene = o3d_peer[3](V, F) if o3d_peer else None
         for set_name, pts in point_sets(V, F, n_points).items():
             for dtype in ("float32", "float64"):
                 p_cpu = np.ascontiguousarray(pts[:200_000], dtype=dtype)  # the CPU peers' timed subset
                 p_gpu = torch.from_numpy(np.ascontiguousarray(pts, dtype=dtype)).cuda()
                 for sign in ("winding", "pseudonormal"):
-                    t_gpu = timeit(lambda: gpu.sdf(p_gpu, sign=sign), warmup=2, repeats=10, sync=sync, min_time=0.5)
-                    t_cpu = timeit(lambda: cpu.sdf(p_cpu, sign=sign), warmup=1, repeats=3, sync=sync)
+                    t_gpu = timeit(lambda: gpu.sdf(p_gpu, sign=sign), warmup=2, repeats=10, min_time=0.5)
+                    t_cpu = timeit(lambda: cpu.sdf(p_cpu, sign=sign), warmup=1, repeats=3)
                     d_gpu = gpu.sdf(p_gpu[:len(p_cpu)], sign=sign).cpu().numpy()
                     d_cpu = cpu.sdf(p_cpu, sign=sign)
                     row = {"mesh": label, "points": set_name, "dtype": dtype, "sign": sign, "build_s": build_s,
@@ -162,7 +159,7 @@ def cuda_rows(meshes, threads, n_points):
                            "max_abs_diff_vs_cpu": float(np.abs(np.abs(d_gpu) - np.abs(d_cpu)).max()),
                            "sign_diff_pct": 100 * float(np.mean(np.signbit(d_gpu) != np.signbit(d_cpu)))}
                     if o3d_scene is not None and dtype == "float32":
-                        t_o3d = timeit(lambda: o3d_peer[4](o3d_scene, p_cpu), warmup=1, repeats=3, sync=sync)
+                        t_o3d = timeit(lambda: o3d_peer[4](o3d_scene, p_cpu), warmup=1, repeats=3)
                         row["x_open3d_cpu"] = (len(pts) / t_gpu["p50"]) / (len(p_cpu) / t_o3d["p50"])
                     rows.append(row)
                     print(row, flush=True)

@@ -15,11 +15,11 @@ adam_step_ takes the step count and lr; adam_update_ takes alpha itself, one val
 device tensor: a training loop whose steps read their alphas from a table is the same sequence of
 launches every epoch, which a CUDA graph can capture once and replay (nis_fast.fit).
 """
-import math
-
 import torch
 import triton
 import triton.language as tl
+
+from nis_fast.fit import adam_step_size
 
 from ._mlp_common import check_runnable
 
@@ -69,7 +69,7 @@ def adam_step_(params: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: tor
     n = params.numel()
     if n == 0:
         return
-    alpha = lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    alpha = adam_step_size(lr, step, beta1, beta2)
     adam_kernel[(triton.cdiv(n, BLOCK),)](params, grad, m, v, n, alpha, params, 1, beta1, beta2, eps, BLOCK=BLOCK,
                                           ALPHA_PER_ROW=False)
 

@@ -9,14 +9,6 @@
 
 namespace nis {
 
-// A built mesh BVH. Triangle data comes in float32 and float64 so that each
-// query precision reads triangles of its own precision (float64 is exact).
-// Per-triangle arrays are indexed by slot (kLanes per leaf, see MeshView).
-//
-// The build computes everything in float64 (the float32 arrays are rounded from it),
-// but a caller that asks not to keep the float64 arrays gets a copy of the mesh
-// instead, from which add_float64 builds them on the first float64 query: they are
-// ~60 % of the memory, and the fitting pipeline queries in float32 only.
 // The arrays that come in each precision (see MeshView).
 template <typename T>
 struct PrecisionArrays {
@@ -26,6 +18,14 @@ struct PrecisionArrays {
     }
 };
 
+// A built mesh BVH. Triangle data comes in float32 and float64 so that each
+// query precision reads triangles of its own precision (float64 is exact).
+// Per-triangle arrays are indexed by slot (kLanes per leaf, see MeshView).
+//
+// The build computes everything in float64 (the float32 arrays are rounded from it),
+// but a caller that asks not to keep the float64 arrays gets a copy of the mesh
+// instead, from which add_float64 builds them on the first float64 query: they are
+// ~60 % of the memory, and the fitting pipeline queries in float32 only.
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
