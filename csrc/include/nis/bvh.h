@@ -281,6 +281,14 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
 // consistently oriented manifold meshes only.
 template <typename T>
 NIS_HD T pseudonormal_sign(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit) {
+    // A face's pseudonormal is its unit normal, which the triangle's packet (just read by the
+    // search) holds too: most near-surface points end in a face, and skip the two dependent
+    // loads of the table (+3.5 % torus near queries with the winding sign, 1 thread).
+    if (hit.region == kRegionFace) {
+        const Vec3<T> n = packet_vec3(packet_at(m, hit.tri / kLanes), kPacketNormal, hit.tri % kLanes);
+        // A zero normal: the build (in float64) found the triangle too flat to have a face region.
+        if (length_sq(n) > T(0)) return dot(p - hit.point, n) < T(0) ? T(-1) : T(1);
+    }
     const int32_t row = m.pseudonormal_ids[static_cast<int64_t>(hit.tri) * kPseudonormalSlots + hit.region];
     const Vec3<T> n = load3(m.pseudonormal_table, row);
     return dot(p - hit.point, n) < T(0) ? T(-1) : T(1);
