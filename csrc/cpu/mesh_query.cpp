@@ -20,6 +20,13 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kChunk = 256;
+// Closest-point queries go in runs of Morton-consecutive points, each starting with no hint:
+// the longer the run the fewer cold starts (2048 against 256: +1-2.5 % at 2 threads), while a
+// batch still splits into 64 runs or more to balance many threads. The length depends on the
+// batch size alone: where runs start decides ties, and the answers must not depend on the
+// thread count.
+constexpr int64_t kMaxRun = 2048;
+int64_t closest_run_length(int64_t n) { return std::clamp(n / 64, kChunk, kMaxRun); }
 constexpr int64_t kSortFrom = 4096;  // below this, sorting costs more than it saves
 constexpr int64_t kPrefetch = 8;     // how many queries ahead a point is fetched
 
@@ -94,10 +101,11 @@ template <typename T>
 void mesh_closest(const MeshView<T>& m, const T* points, int64_t n, int32_t sign_mode, T beta, T* out_dist,
                   T* out_points, int32_t* out_face) {
     const QueryOrder order = query_order(points, n);
+    const int64_t run = closest_run_length(n);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t start = 0; start < n; start += kChunk) {
+    for (int64_t start = 0; start < n; start += run) {
         QueryCarry<T> carry;
-        const int64_t end = std::min(n, start + kChunk);
+        const int64_t end = std::min(n, start + run);
         for (int64_t k = start; k < end; ++k) {
             // Queries read their points in Morton order, i.e. scattered: fetch a few ahead.
             if (k + kPrefetch < n) __builtin_prefetch(points + 3 * order[k + kPrefetch]);

@@ -127,7 +127,8 @@ NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int3
     T dist = std::sqrt(hit.dist_sq);
     if (carry) carry->tri = hit.tri;
     if (sign_mode == kSignWinding) {
-        if (winding_sign_inside(m, p, hit, dist, beta, carry)) dist = -dist;
+        // A product, not a branch: near the surface inside and outside come at random (+4 % torus near).
+        dist *= winding_sign_inside(m, p, hit, dist, beta, carry) ? T(-1) : T(1);
     } else if (sign_mode == kSignPseudonormal) {
         dist *= pseudonormal_sign(m, p, hit);
     }
