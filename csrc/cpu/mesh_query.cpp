@@ -43,11 +43,14 @@ QueryOrder query_order(const T* points, int64_t n) {
     QueryOrder order;
     if (n < kSortFrom || n > int64_t(0xFFFFFFFF)) return order;
     T lo[3] = {points[0], points[1], points[2]}, hi[3] = {points[0], points[1], points[2]};
+#pragma omp parallel for schedule(static) reduction(min : lo[:3]) reduction(max : hi[:3])
     for (int64_t i = 0; i < n; ++i)
         for (int k = 0; k < 3; ++k) {
             lo[k] = std::min(lo[k], points[3 * i + k]);
             hi[k] = std::max(hi[k], points[3 * i + k]);
         }
+    T inv_extent[3];  // a product per coordinate, not a division
+    for (int k = 0; k < 3; ++k) inv_extent[k] = hi[k] > lo[k] ? T(1) / (hi[k] - lo[k]) : T(0);
     // The index rides along with its code in the sort words. LSD radix sort on the
     // 30-bit code, 10 bits a pass: linear, and several times faster than std::sort here. Each
     // thread codes, counts and scatters its own block of the words (blocks in order: stable),
@@ -63,10 +66,7 @@ QueryOrder query_order(const T* points, int64_t n) {
         const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
         for (int64_t i = begin; i < end; ++i) {
             T u[3];
-            for (int k = 0; k < 3; ++k) {
-                const T ext = hi[k] - lo[k];
-                u[k] = ext > T(0) ? (points[3 * i + k] - lo[k]) / ext : T(0);
-            }
+            for (int k = 0; k < 3; ++k) u[k] = (points[3 * i + k] - lo[k]) * inv_extent[k];
             keyed[i] = uint64_t(morton_code(u)) << 32 | uint64_t(i);
         }
 #pragma omp single
