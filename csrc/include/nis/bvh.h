@@ -279,6 +279,20 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
             child_oriented_box_distance_sq(m.child_boxes + static_cast<int64_t>(ref) * kBoxSize * kWidth, p, key);
         push_children_near_first(node, key, best_d2, stack_ref, stack_key, sp);
     }
+    {
+        // Most near-surface points project inside their closest triangle: the closest point is
+        // then the projection, from the packet fields the search just read (+4 % torus, +7 % spot
+        // near queries); elsewhere Ericson's regions decide.
+        const T* pk = packet_at(m, best_tri / kLanes);
+        const int lane = best_tri % kLanes;
+        const Vec3<T> ap = p - packet_vec3(pk, kPacketA, lane);
+        const T v = dot(ap, packet_vec3(pk, kPacketBaryV, lane)), w = dot(ap, packet_vec3(pk, kPacketBaryW, lane));
+        if ((v >= T(0)) & (w >= T(0)) & (v + w <= pk[kPacketFaceMax * kLanes + lane])) {
+            const Vec3<T> n = packet_vec3(pk, kPacketNormal, lane);
+            const T h = dot(ap, n);  // the search's own distance: best_d2 == h * h
+            return {h * h, p - n * h, best_tri, kRegionFace};
+        }
+    }
     Vec3<T> a, b, c;
     load_triangle(m, best_tri, a, b, c);
     const ClosestOnTriangle<T> r = closest_point_on_triangle(p, a, b, c);
