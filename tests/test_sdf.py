@@ -143,7 +143,8 @@ def test_large_batches_keep_the_winding_sign(name, dtype):
 
 
 def test_results_do_not_depend_on_the_thread_count():
-    """Queries run in fixed chunks (sign reuse restarts at each): any thread count, the same bits."""
+    """Queries run in runs whose length depends on the batch alone (hints and sign reuse restart at
+    each): any thread count, the same bits."""
     from nis_fast._backend import native
 
     mesh, sdf = _mesh("spot.obj"), _sdf("spot.obj")
