@@ -659,6 +659,12 @@ MeshBvhHost build_float64(const double* vertices, int64_t nv, const int32_t* fac
     Topology topo = compute_pseudonormals(bd, nv, nf, h.d.pseudonormal_table, pseudonormal_ids);
     h.closed = topo.closed;
     compute_fwn(bd, tris, fwn);
+    double area = 0.0;
+    for (int64_t i = 0; i < nf; ++i) {  // in order: the same sum at any thread count
+        const V3 a = load3(tris.data(), 3 * i), b = load3(tris.data(), 3 * i + 1), c = load3(tris.data(), 3 * i + 2);
+        area += 0.5 * length(cross(b - a, c - a));
+    }
+    h.outside_dist_sq = area / 3.141592653589793;
 
     // Give every leaf a packet of its own: leaf triangles move to slots from kLanes * (leaf number).
     std::vector<int32_t> leaf_packet(bd.nodes.size(), -1);
@@ -759,7 +765,7 @@ MeshView<T> view_of(const MeshBvhHost& h, const PrecisionArrays<T>& a) {
     return {h.nodes.data(), a.packets.data(), a.child_boxes.data(), h.face_ids.data(), h.pseudonormal_ids.data(),
             a.pseudonormal_table.data(), h.pseudonormal_unsafe.data(), a.fwn.data(),
             static_cast<int32_t>(h.nodes.size()), static_cast<int32_t>(h.face_ids.size()), h.closed,
-            h.pseudonormal_exact, T(h.scale), T(1.0 / h.scale)};
+            h.pseudonormal_exact, T(h.scale), T(1.0 / h.scale), T(h.outside_dist_sq)};
 }
 }  // namespace
 

@@ -53,7 +53,8 @@ class DeviceMesh {
         : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe),
           f_(h.f),
           num_nodes_(static_cast<int32_t>(h.nodes.size())), num_slots_(static_cast<int32_t>(h.face_ids.size())),
-          closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale) {}
+          closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale),
+          outside_dist_sq_(h.outside_dist_sq) {}
 
     void upload_float64(const MeshBvhHost& h) {
         if (!d_) d_ = std::make_unique<DevicePrecision<double>>(h.d);
@@ -68,7 +69,8 @@ class DeviceMesh {
     template <typename T>
     MeshView<T> view_of(const DevicePrecision<T>& a, T scale) const {
         return {nodes_.ptr, a.packets.ptr, nullptr, face_ids_.ptr, pn_ids_.ptr, a.pseudonormals.ptr, pn_unsafe_.ptr,
-                a.fwn.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale, T(1) / scale};
+                a.fwn.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale, T(1) / scale,
+                T(outside_dist_sq_)};
     }
 
     DeviceArray<BvhNode> nodes_;
@@ -78,7 +80,7 @@ class DeviceMesh {
     std::unique_ptr<DevicePrecision<double>> d_;  // set by upload_float64
     int32_t num_nodes_, num_slots_;
     bool closed_, pseudonormal_exact_;
-    double scale_;
+    double scale_, outside_dist_sq_;
 };
 
 std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host) {

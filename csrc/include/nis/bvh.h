@@ -106,6 +106,9 @@ struct MeshView {
     // coordinate magnitude to [1, 2): exact, and it keeps the fourth powers in the triangle maths away
     // from float underflow/overflow at tiny or huge coordinates. Queries scale in and out.
     T scale, inv_scale;
+    // The mesh's area / pi (BVH frame). Farther than its root from the surface, the winding number
+    // is below 1/4 in magnitude: a triangle subtends at most its area over its squared distance.
+    T outside_dist_sq;
 };
 
 template <typename T>
@@ -285,12 +288,14 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
         // near queries); elsewhere Ericson's regions decide.
         const T* pk = packet_at(m, best_tri / kLanes);
         const int lane = best_tri % kLanes;
-        const Vec3<T> ap = p - packet_vec3(pk, kPacketA, lane);
+        const Vec3<T> a = packet_vec3(pk, kPacketA, lane), ap = p - a;
         const T v = dot(ap, packet_vec3(pk, kPacketBaryV, lane)), w = dot(ap, packet_vec3(pk, kPacketBaryW, lane));
         if ((v >= T(0)) & (w >= T(0)) & (v + w <= pk[kPacketFaceMax * kLanes + lane])) {
-            const Vec3<T> n = packet_vec3(pk, kPacketNormal, lane);
-            const T h = dot(ap, n);  // the search's own distance: best_d2 == h * h
-            return {h * h, p - n * h, best_tri, kRegionFace};
+            const T h = dot(ap, packet_vec3(pk, kPacketNormal, lane));  // the search's own distance: best_d2 == h * h
+            // From the barycentrics, not p - h n: on the triangle to rounding of the mesh's
+            // coordinates, however far p is.
+            const Vec3<T> q = a + (packet_vec3(pk, kPacketB, lane) - a) * v + (packet_vec3(pk, kPacketC, lane) - a) * w;
+            return {h * h, q, best_tri, kRegionFace};
         }
     }
     Vec3<T> a, b, c;

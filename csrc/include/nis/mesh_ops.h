@@ -42,6 +42,7 @@ struct MeshBvhHost {
     bool closed = false;  // every edge shared by exactly two faces, in opposite directions
     bool pseudonormal_exact = false;  // see MeshView
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
+    double outside_dist_sq = 0.0;  // see MeshView
 
     bool has_float64() const { return !d.packets.empty(); }
     int64_t nbytes() const;  // host memory held by the arrays above

@@ -95,6 +95,10 @@ NIS_HD T pseudonormal_min_distance() {
 template <typename T>
 NIS_HD bool winding_sign_inside(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit, T dist, T beta,
                                 QueryCarry<T>* carry) {
+    // Outside, exactly, for any mesh (MeshView::outside_dist_sq). Far out this also overrides what
+    // rounding does to the search: float32 squared distances of triangles a mesh size apart tie
+    // from ~1e6 mesh sizes away, and the pseudonormal of a nearly-closest one may face away.
+    if (hit.dist_sq > m.outside_dist_sq) return false;
     if (m.pseudonormal_exact && dist >= pseudonormal_min_distance<T>() && !m.pseudonormal_unsafe[hit.tri]) {
         const bool inside = pseudonormal_sign(m, p, hit) < T(0);
         if (carry) remember_anchor(carry, p, dist, inside ? 1 : 0);
@@ -130,7 +134,10 @@ NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int3
         // A product, not a branch: near the surface inside and outside come at random (+4 % torus near).
         dist *= winding_sign_inside(m, p, hit, dist, beta, carry) ? T(-1) : T(1);
     } else if (sign_mode == kSignPseudonormal) {
-        dist *= pseudonormal_sign(m, p, hit);
+        // Where the pseudonormal sign is the winding sign (pseudonormal_exact), far points are outside
+        // for the same reason; elsewhere the pseudonormal is what was asked for, at any distance.
+        const bool far_outside = m.pseudonormal_exact && hit.dist_sq > m.outside_dist_sq;
+        dist *= far_outside ? T(1) : pseudonormal_sign(m, p, hit);
     }
     if (out_dist) out_dist[i] = dist * m.inv_scale;
     if (out_points) store3(out_points, i, hit.point * m.inv_scale);
