@@ -47,6 +47,10 @@ edges and vertices) with winding number 0 in front of every connected piece
 and equals the pseudonormal sign, which ``sign="winding"`` then takes for
 points beyond rounding of the surface whose closest face is not next to a
 pinched vertex, a fold or spike, or a sheet nearer than float32 resolves.
+Farther from the mesh than sqrt(area / pi) the winding number is below 1/4
+(a triangle subtends at most its area over its squared distance), so the sign
+there is outside by that bound alone (``sign="pseudonormal"`` too where it
+is the winding sign): that far out, float32 cannot tell the triangles apart.
 
 ``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
