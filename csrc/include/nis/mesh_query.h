@@ -129,6 +129,11 @@ NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int3
     const Vec3<T> p = load3(points, i) * m.scale;
     const ClosestHit<T> hit = closest_point_on_mesh(m, p, carry ? carry->tri : -1);
     T dist = std::sqrt(hit.dist_sq);
+    if (!(dist < T(INFINITY))) {  // the square overflowed (float32 from ~1e19 out), maybe not the length
+        const Vec3<T> v = p - hit.point;
+        const T s = nis_max(nis_max(std::abs(v.x), std::abs(v.y)), std::abs(v.z));
+        if (s < T(INFINITY)) dist = s * length(v * (T(1) / s));
+    }
     if (carry) carry->tri = hit.tri;
     if (sign_mode == kSignWinding) {
         // A product, not a branch: near the surface inside and outside come at random (+4 % torus near).
