@@ -155,11 +155,13 @@ struct PairTester {
         }
     }
 
+    const double* box_of(int32_t s) const { return box.data() + 6 * int64_t(s); }
+
     // The boxes, grown by kApart, do not overlap. Then the triangles share no vertex (a shared
     // vertex lies in both boxes) and are kApart apart.
     bool boxes_apart(int32_t s1, int32_t s2) const {
-        const double* b1 = box.data() + 6 * int64_t(s1);
-        const double* b2 = box.data() + 6 * int64_t(s2);
+        const double* b1 = box_of(s1);
+        const double* b2 = box_of(s2);
         bool apart = false;
         for (int k = 0; k < 3; ++k) apart |= (b1[k + 3] < b2[k] - kApart) | (b2[k + 3] < b1[k] - kApart);
         return apart;
@@ -234,14 +236,10 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
         for (int lane = 0; lane < kLanes; ++lane) {
             if (m.face_ids[p * kLanes + lane] < 0) break;
             ++count;
-            V3 t[3];
-            load_triangle(m, p * kLanes + lane, t[0], t[1], t[2]);
-            for (const V3& v : t) {
-                const double c[3] = {v.x, v.y, v.z};
-                for (int k = 0; k < 3; ++k) {
-                    lo[k] = std::min(lo[k], c[k] - kApart);
-                    hi[k] = std::max(hi[k], c[k] + kApart);
-                }
+            const double* b = tester.box_of(p * kLanes + lane);
+            for (int k = 0; k < 3; ++k) {
+                lo[k] = std::min(lo[k], b[k] - kApart);
+                hi[k] = std::max(hi[k], b[k + 3] + kApart);
             }
         }
         // A fixed stack (a node's kWidth children on top of kWidth - 1 pending per level: the
@@ -275,7 +273,8 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
             const BvhNode& n = m.nodes[ref];
             for (int k = 0; k < kWidth; ++k) {
                 bool overlap = n.child[k] != kEmptyChild;
-                for (int axis = 0; axis < 3; ++axis) overlap &= (n.lo[axis][k] <= hi[axis]) & (n.hi[axis][k] >= lo[axis]);
+                for (int axis = 0; axis < 3; ++axis)
+                    overlap &= (n.lo[axis][k] <= hi[axis]) & (n.hi[axis][k] >= lo[axis]);
                 if (overlap) stack[sp++] = n.child[k];
             }
         }

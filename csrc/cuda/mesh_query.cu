@@ -134,12 +134,13 @@ __global__ void morton_kernel(const T* __restrict__ points, int64_t n, const int
                               int32_t* ids) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float u[3];
+    float lo[3], inv_extent[3];
     for (int k = 0; k < 3; ++k) {
-        const float lo = ordered_float(box[k]), ext = ordered_float(box[3 + k]) - lo;
-        u[k] = ext > 0.0f ? (static_cast<float>(points[3 * i + k]) - lo) / ext : 0.0f;
+        lo[k] = ordered_float(box[k]);
+        const float ext = ordered_float(box[3 + k]) - lo[k];
+        inv_extent[k] = ext > 0.0f ? 1.0f / ext : 0.0f;
     }
-    codes[i] = morton_code(u);
+    codes[i] = morton_code(points + 3 * i, lo, inv_extent);
     ids[i] = static_cast<int32_t>(i);
 }
 
