@@ -139,31 +139,29 @@ def _sdf_bruteforce(V, F, p):
 
 def _ray_bruteforce(V, F, origins, directions):
     """(t, face id) of the first hit of each ray o + t d, t >= 0, over all triangles
-    (both sides; inf and -1 on a miss). Moller-Trumbore with inclusive edges."""
+    (both sides; inf and -1 on a miss). The watertight test of Woop, Benthin & Wald (2013), as
+    ray.h: shear the ray onto +z, then the signs of the three edge functions, zero included."""
     V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
     o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
     d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
-    a, b, c = (V[F[:, k]][None] for k in range(3))
-    e1, e2 = b - a, c - a
     t_out, f_out = np.full(len(o), np.inf), np.full(len(o), -1, dtype=np.int64)
-    step = max(1, _PAIRS_PER_CHUNK // len(F))
-    for s in range(0, len(o), step):
-        oo, dd = o[s:s + step, None], d[s:s + step, None]
-        pv = np.cross(dd, e2)
-        det = _mesh_dot(e1, pv)
+    for i in range(len(o)):
+        kz = int(np.argmax(np.abs(d[i])))  # the first of equal components, as ray_shear
+        kx, ky = (kz + 1) % 3, (kz + 2) % 3
+        sx, sy, sz = d[i, kx] / d[i, kz], d[i, ky] / d[i, kz], 1.0 / d[i, kz]
+        rel = V[F] - o[i]  # [faces, corner, xyz]
+        z = rel[..., kz]
+        x, y = rel[..., kx] - sx * z, rel[..., ky] - sy * z
+        edge = [x[:, (k + 2) % 3] * y[:, (k + 1) % 3] - y[:, (k + 2) % 3] * x[:, (k + 1) % 3] for k in range(3)]
+        u, v, w = edge  # u: edge bc (opposite a), v: ca, w: ab
+        det = u + v + w
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / det
-            tv = oo - a
-            u = _mesh_dot(tv, pv) * inv
-            qv = np.cross(tv, e1)
-            v = _mesh_dot(dd, qv) * inv
-            t = _mesh_dot(e2, qv) * inv
-        hit = (det != 0) & (u >= 0) & (u <= 1) & (v >= 0) & (u + v <= 1) & (t >= 0)
-        t = np.where(hit, t, np.inf)
-        j = np.argmin(t, axis=1)
-        rows = np.arange(len(j))
-        t_out[s:s + step] = t[rows, j]
-        f_out[s:s + step] = np.where(np.isfinite(t[rows, j]), j, -1)
+            t = (u * z[:, 0] + v * z[:, 1] + w * z[:, 2]) * sz / det
+        mixed = ((u < 0) | (v < 0) | (w < 0)) & ((u > 0) | (v > 0) | (w > 0))
+        t = np.where(~mixed & (det != 0) & (t >= 0), t, np.inf)
+        j = int(np.argmin(t))
+        if np.isfinite(t[j]):
+            t_out[i], f_out[i] = t[j], j
     return t_out, f_out
 
 

@@ -4,22 +4,63 @@
 
 namespace nis {
 
-// t of the hit of o + t d with triangle abc (both sides), or `miss` if none in [0, miss).
-// Moller & Trumbore 1997; the barycentric tests are inclusive so edges are hit.
+// A product rounded on its own. nvcc fuses a product into a neighbouring add (an FMA) where it
+// can, and the host build is compiled with -ffp-contract=off: this keeps the device to the same
+// rounding where the watertight test below needs it.
+NIS_HD float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+NIS_HD double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+template <typename T> NIS_HD T component(Vec3<T> v, int k) { return k == 0 ? v.x : (k == 1 ? v.y : v.z); }
+
+// A ray's frame for the watertight test: its dominant axis kz, the two others, and the shear
+// (sx, sy, sz) that maps the direction onto the z axis (Woop, Benthin & Wald 2013); of equal
+// components the first is dominant.
 template <typename T>
-NIS_HD T ray_triangle(Vec3<T> o, Vec3<T> d, Vec3<T> a, Vec3<T> b, Vec3<T> c, T miss) {
-    const Vec3<T> e1 = b - a, e2 = c - a;
-    const Vec3<T> pv = cross(d, e2);
-    const T det = dot(e1, pv);
-    if (det == T(0)) return miss;  // parallel to the plane, or a degenerate triangle
-    const T inv = T(1) / det;
-    const Vec3<T> tv = o - a;
-    const T u = dot(tv, pv) * inv;
-    if (u < T(0) || u > T(1)) return miss;
-    const Vec3<T> qv = cross(tv, e1);
-    const T v = dot(d, qv) * inv;
-    if (v < T(0) || u + v > T(1)) return miss;
-    const T t = dot(e2, qv) * inv;
+struct RayShear {
+    int kx, ky, kz;
+    T sx, sy, sz;
+};
+
+template <typename T>
+NIS_HD RayShear<T> ray_shear(Vec3<T> d) {
+    const T ax = std::abs(d.x), ay = std::abs(d.y), az = std::abs(d.z);
+    const int kz = ax >= ay ? (ax >= az ? 0 : 2) : (ay >= az ? 1 : 2), kx = (kz + 1) % 3, ky = (kx + 1) % 3;
+    const T dz = component(d, kz);
+    return {kx, ky, kz, component(d, kx) / dz, component(d, ky) / dz, T(1) / dz};
+}
+
+// t of the hit of o + t d with triangle abc (both sides), or `miss` if none in [0, miss).
+// Watertight (Woop, Benthin & Wald 2013): in the ray's sheared frame each edge's function
+// depends on its two corners alone, rounded the same way in both triangles that share it
+// (negated), and the sign test is inclusive, so a ray through an edge or a vertex hits at
+// least one of its triangles: it cannot slip between them as it could with Moller-Trumbore,
+// whose barycentrics of one edge round differently in its two triangles.
+template <typename T>
+NIS_HD T ray_triangle(Vec3<T> o, const RayShear<T>& s, Vec3<T> a, Vec3<T> b, Vec3<T> c, T miss) {
+    const Vec3<T> A = a - o, B = b - o, C = c - o;
+    const T az = component(A, s.kz), bz = component(B, s.kz), cz = component(C, s.kz);
+    const T ax = component(A, s.kx) - mul_rn(s.sx, az), ay = component(A, s.ky) - mul_rn(s.sy, az);
+    const T bx = component(B, s.kx) - mul_rn(s.sx, bz), by = component(B, s.ky) - mul_rn(s.sy, bz);
+    const T cx = component(C, s.kx) - mul_rn(s.sx, cz), cy = component(C, s.ky) - mul_rn(s.sy, cz);
+    const T u = mul_rn(cx, by) - mul_rn(cy, bx);  // edge bc
+    const T v = mul_rn(ax, cy) - mul_rn(ay, cx);  // edge ca
+    const T w = mul_rn(bx, ay) - mul_rn(by, ax);  // edge ab
+    if ((u < T(0) || v < T(0) || w < T(0)) && (u > T(0) || v > T(0) || w > T(0))) return miss;
+    const T det = u + v + w;
+    if (det == T(0)) return miss;  // in the triangle's plane, or a degenerate triangle
+    const T t = (u * az + v * bz + w * cz) * s.sz / det;
     return (t >= T(0) && t < miss) ? t : miss;
 }
 
@@ -36,7 +77,10 @@ NIS_HD void child_ray_entry(const BvhNode& n, Vec3<T> o, Vec3<T> inv_d, T t_max,
             // 0 * inf is NaN: an axis-parallel ray whose origin lies on a slab plane
             // runs inside that plane, so the slab does not constrain t.
             const bool in_plane = !(lo == lo) | !(hi == hi);
-            const T near = in_plane ? T(0) : (lo < hi ? lo : hi), far = in_plane ? t_max : (lo < hi ? hi : lo);
+            const T near = in_plane ? T(0) : (lo < hi ? lo : hi);
+            // The far end moved out by the rounding of its two operations, so that a ray that
+            // touches the box (through a corner of a triangle on its face) is not culled (Ize 2013).
+            const T far = in_plane ? t_max : (lo < hi ? hi : lo) * (T(1) + T(4) * machine_eps<T>());
             t0 = near > t0 ? near : t0;
             t1 = far < t1 ? far : t1;
         }
@@ -54,6 +98,7 @@ template <typename T>
 NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
     // An axis-parallel ray gets an infinite reciprocal: the slab test handles it.
     const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
+    const RayShear<T> shear = ray_shear(d);
     RayHit<T> best{t_max, -1};
     int32_t stack_ref[kBvhStackSize];
     T stack_t[kBvhStackSize];
@@ -69,7 +114,7 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
             for (int32_t t = first; t < end; ++t) {
                 Vec3<T> a, b, c;
                 load_triangle(m, t, a, b, c);
-                const T th = ray_triangle(o, d, a, b, c, best.t);
+                const T th = ray_triangle(o, shear, a, b, c, best.t);
                 if (th < best.t) best = {th, t};
             }
             continue;
