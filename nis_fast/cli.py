@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("points", help=".npy file holding an (N, 3) float array")
     p.add_argument("-o", "--out", required=True, help="output .npy")
     p.add_argument("--sign", choices=("winding", "pseudonormal"), default="winding",
-                   help="winding: generalised winding number (robust, default); pseudonormal: faster, watertight only")
+                   help="winding: generalised winding number (robust, default); pseudonormal: faster, right only "
+                        "on embedded closed meshes (MeshSDF.pseudonormal_exact)")
 
     p = command("fit", cmd_fit, "fit one mesh and write a .nis (or Keras .h5)")
     p.add_argument("mesh")

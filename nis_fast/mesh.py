@@ -185,11 +185,19 @@ def _merge_duplicate_vertices(vertices, faces):
     return np.ascontiguousarray(vertices[first]), np.ascontiguousarray(inverse.reshape(-1)[faces], dtype=np.int32)
 
 
+def _unit_scale(points: np.ndarray) -> float:
+    """The power of two that brings the points' extent to [0.5, 1) (1 for no extent): exact, and
+    products of the scaled coordinates (areas) neither underflow nor overflow at any size."""
+    extent = float(np.ptp(points, axis=0).max())
+    return float(np.ldexp(1.0, -int(np.frexp(extent)[1]))) if extent > 0 else 1.0
+
+
 def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
     """Counts of the defects that matter to the SDF engine."""
-    tri = vertices[faces]
+    unit = _unit_scale(vertices)
+    tri = (vertices * unit)[faces]
     double_area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    scale = max(float(np.ptp(vertices, axis=0).max()), np.finfo(np.float64).tiny)
+    scale = max(float(np.ptp(vertices, axis=0).max()) * unit, np.finfo(np.float64).tiny)
     degenerate = double_area <= 1e-14 * scale * scale
     collapsed = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
 
@@ -269,9 +277,17 @@ def smallest_enclosing_sphere(points: np.ndarray, seed: int = 0):
 
     Core-set iteration: solve Welzl exactly on a small subset, add the points that
     fall outside, repeat. The result encloses every point and is the smallest
-    sphere of a subset, hence the smallest sphere of the whole set.
+    sphere of a subset, hence the smallest sphere of the whole set. Solved on the
+    points moved to the origin and scaled to extent ~1 (Welzl's tolerances are
+    absolute), then mapped back.
     """
     points = np.asarray(points, dtype=np.float64)
+    middle, unit = (points.min(0) + points.max(0)) / 2, _unit_scale(points)
+    center, radius = _smallest_enclosing_sphere_of_unit_points((points - middle) * unit, seed)
+    return center / unit + middle, radius / unit
+
+
+def _smallest_enclosing_sphere_of_unit_points(points: np.ndarray, seed: int):
     rng = np.random.default_rng(seed)
     # Start from the extreme points along a few directions: usually the support already.
     dirs = np.concatenate([np.eye(3), -np.eye(3), rng.normal(size=(20, 3))])

@@ -26,8 +26,10 @@ Sign conventions and what happens on imperfect meshes:
 - ``sign="pseudonormal"``: the sign of (p - closest point) . n with n the
   angle-weighted pseudonormal of the closest face, edge or vertex (Baerentzen &
   Aanaes 2005). Faster, and exact for closed, consistently oriented, manifold,
-  non-self-intersecting meshes (``mesh.report['watertight']``); elsewhere it can
-  be wrong far from the defect (e.g. inside the overlap of two boxes).
+  non-self-intersecting meshes: ``MeshSDF.pseudonormal_exact``, checked at build.
+  ``mesh.report['watertight']`` is not enough (it does not look for
+  self-intersections); elsewhere the sign can be wrong far from the defect (e.g.
+  inside the overlap of two boxes).
 - Points exactly on the surface have distance 0 (either sign of zero); their
   winding number, and so ``contains``, may go either way.
 
@@ -264,6 +266,8 @@ def _pointer_and_bytes(workspace) -> tuple[int, int]:
 
 
 def _numpy_float(x: np.ndarray, label: str) -> np.ndarray:
+    if x.dtype.byteorder not in ("=", "|"):  # e.g. big-endian from a file: the same numbers, native order
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype in (np.float32, np.float64):
         return x
     if np.issubdtype(x.dtype, np.integer):
@@ -296,12 +300,26 @@ def _isfinite_all(x):
     return torch.isfinite(x).all().item()
 
 
+def _load_points(path) -> np.ndarray:
+    """The array of a .npy file, or one clear error for a file that holds none."""
+    try:
+        points = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # numpy's reason for a file without the .npy header speaks of pickles
+        raise ValueError(f"points file '{path}': not a .npy array file ({exc})") from exc
+    if not isinstance(points, np.ndarray):  # an .npz archive opens as a mapping of arrays
+        points.close()
+        raise ValueError(f"points file '{path}': an .npz archive; save one (N, 3) array with np.save")
+    if points.dtype.kind not in "fiu":
+        raise ValueError(f"points file '{path}': holds {points.dtype} values; points must be real numbers")
+    return points
+
+
 def main_sdf_file(mesh_path, points_npy, out_npy, sign: str = "winding") -> None:
     """Signed distances of the points in `points_npy` ((N, 3) .npy) to the mesh, written
     atomically to `out_npy` (float of the input precision). The CLI's `nis-fast sdf`."""
     from .io import atomic_write
 
-    points = np.load(points_npy, allow_pickle=False)
+    points = _load_points(points_npy)
     float64 = points.dtype not in (np.float32, np.float16)  # integers run in float64 too
     dist = MeshSDF(mesh_path, float64=float64).sdf(points, sign=sign)
 

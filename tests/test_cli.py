@@ -106,6 +106,27 @@ def test_sdf_command_matches_the_python_api(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), nf.MeshSDF(example_mesh_path()).sdf(points))
 
 
+def test_sdf_command_bad_points_files_are_one_clear_error(tmp_path, capsys):
+    """Every points file that holds no (N, 3) array of numbers ends in one line (exit 2), and no
+    output is written; a big-endian array is the same numbers and is answered."""
+    points = np.random.default_rng(1).uniform(-1, 1, size=(50, 3))
+    np.save(tmp_path / "big_endian.npy", points.astype(">f8"))
+    assert main(["sdf", example_mesh_path(), str(tmp_path / "big_endian.npy"), "-o", str(tmp_path / "d.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), nf.MeshSDF(example_mesh_path()).sdf(points))
+    np.savez(tmp_path / "archive.npz", points=points)
+    (tmp_path / "text.npy").write_text("1 2 3\n")
+    np.save(tmp_path / "flat.npy", points[:, :2])
+    np.save(tmp_path / "words.npy", np.array([["a", "b", "c"]]))
+    cases = {"archive.npz": ".npz archive", "text.npy": "not a .npy array file", "flat.npy": "shape",
+             "words.npy": "real numbers", "missing.npy": "missing.npy"}
+    for name, message in cases.items():
+        out = tmp_path / f"out_{name}.npy"
+        assert main(["sdf", example_mesh_path(), str(tmp_path / name), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert not out.exists()
+
+
 def test_paper_weights_render(tmp_path):
     src = PAPER_WEIGHTS / "car_1.h5"
     if not src.exists():

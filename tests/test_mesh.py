@@ -174,7 +174,7 @@ def test_defects_are_handled_with_a_warning():
 def test_huge_and_tiny_coordinates_normalise_the_same():
     v, f = cube()
     ref = nf.load_mesh((v, f)).unit_vertices
-    for s in (1e-12, 1e12):
+    for s in (1e-99, 1e-30, 1e-12, 1e12, 1e30, 1e99):
         np.testing.assert_allclose(nf.load_mesh((v * s + 3 * s, f)).unit_vertices, ref, atol=1e-9)
 
 
