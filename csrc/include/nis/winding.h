@@ -27,21 +27,22 @@ NIS_HD T triangle_solid_angle(Vec3<T> q, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
     return T(2) * std::atan2(num, den);
 }
 
-// Solid angle of a node's far-field expansion, seen from q. Written with the unit vector
-// u = d / |d|: Omega = (N.u + (tr(C) - 3 u^T C u) / |d|) / |d|^2, whose terms scale as the
-// mesh's size squared at most (the form with d itself reaches the fifth power, which
-// overflowed or underflowed for meshes near the size limits, e.g. 1e100 in float64).
+// Solid angle of a node's far-field expansion, seen from q. C d is scaled by 1 / |d|^2 before
+// the product with d: no term then grows beyond the mesh's size to the fourth power (d^T C d
+// reaches the fifth, which overflowed for meshes near the size limits, e.g. 1e100 in float64),
+// and the division runs beside the square root, off the chain of dependent operations.
 template <typename T>
 NIS_HD T fwn_far_field(const T* f, Vec3<T> q) {
     const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
-    const T inv_r = T(1) / std::sqrt(length_sq(d));
-    const Vec3<T> u = d * inv_r;
+    const T r2 = length_sq(d);
+    const T inv_r = T(1) / std::sqrt(r2), inv_r2 = T(1) / r2;
+    const T inv_r3 = inv_r * inv_r * inv_r;
     const T* C = f + 7;
-    const Vec3<T> Cu = make_vec3(C[0] * u.x + C[1] * u.y + C[2] * u.z, C[3] * u.x + C[4] * u.y + C[5] * u.z,
-                                 C[6] * u.x + C[7] * u.y + C[8] * u.z);
-    const T order1 = f[0] * u.x + f[1] * u.y + f[2] * u.z;
-    const T order2 = ((C[0] + C[4] + C[8]) - T(3) * dot(u, Cu)) * inv_r;
-    return (order1 + order2) * inv_r * inv_r;
+    const Vec3<T> Cd = make_vec3(C[0] * d.x + C[1] * d.y + C[2] * d.z, C[3] * d.x + C[4] * d.y + C[5] * d.z,
+                                 C[6] * d.x + C[7] * d.y + C[8] * d.z);
+    const T order1 = f[0] * d.x + f[1] * d.y + f[2] * d.z;
+    const T order2 = (C[0] + C[4] + C[8]) - T(3) * dot(d, Cd * inv_r2);
+    return (order1 + order2) * inv_r3;
 }
 
 // Winding number of the mesh at q: ~1 inside a closed outward-oriented surface,
