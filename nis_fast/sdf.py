@@ -8,8 +8,12 @@ instructions across a node's children and a leaf's triangles) and in a CUDA
 kernel for CUDA tensors.
 
 Inputs: numpy arrays or torch tensors of shape (N, 3) or (3,), float32 or
-float64 (integers are converted to float64). Outputs are of the same kind, on
-the same device, in the same float dtype. float64 queries read float64
+float64 (integers are converted to float64; float16 and bfloat16 to float32;
+other byte orders to the native one). Contiguous float32/float64 inputs are read
+in place, not copied. Outputs are of the same kind, on the same device, in the
+same float dtype, and carry no autograd history (a tensor that requires grad is
+read as data; the distance's gradient is (p - closest point) / distance, times
+the sign). float64 queries read float64
 triangles and are exact to rounding; float32 queries are float32 throughout.
 The float64 copy of the tree is built by the first float64 query (or at once,
 ``MeshSDF(mesh, float64=True)``): float32 users never hold it (``nbytes``).
