@@ -146,7 +146,7 @@ def _ray_bruteforce(V, F, origins, directions):
     d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
     t_out, f_out = np.full(len(o), np.inf), np.full(len(o), -1, dtype=np.int64)
     for i in range(len(o)):
-        kz = int(np.argmax(np.abs(d[i])))  # the first of equal components, as ray_shear
+        kz = int(np.argmax(np.abs(d[i])))  # the first of equal components, as sheared_ray
         kx, ky = (kz + 1) % 3, (kz + 2) % 3
         sx, sy, sz = d[i, kx] / d[i, kz], d[i, ky] / d[i, kz], 1.0 / d[i, kz]
         rel = V[F] - o[i]  # [faces, corner, xyz]

@@ -24,44 +24,52 @@ NIS_HD double mul_rn(double a, double b) {
 
 template <typename T> NIS_HD T component(Vec3<T> v, int k) { return k == 0 ? v.x : (k == 1 ? v.y : v.z); }
 
-// A ray's frame for the watertight test: its dominant axis kz, the two others, and the shear
-// (sx, sy, sz) that maps the direction onto the z axis (Woop, Benthin & Wald 2013); of equal
-// components the first is dominant.
+// A ray in the frame of the watertight test (Woop, Benthin & Wald 2013): the dominant axis kz
+// of its direction (of equal components the first), the two others, the origin's coordinates
+// along the three, and the shear (sx, sy, sz) that maps the direction onto the z axis.
 template <typename T>
-struct RayShear {
+struct ShearedRay {
     int kx, ky, kz;
+    T ox, oy, oz;
     T sx, sy, sz;
 };
 
 template <typename T>
-NIS_HD RayShear<T> ray_shear(Vec3<T> d) {
+NIS_HD ShearedRay<T> sheared_ray(Vec3<T> o, Vec3<T> d) {
     const T ax = std::abs(d.x), ay = std::abs(d.y), az = std::abs(d.z);
     const int kz = ax >= ay ? (ax >= az ? 0 : 2) : (ay >= az ? 1 : 2), kx = (kz + 1) % 3, ky = (kx + 1) % 3;
     const T dz = component(d, kz);
-    return {kx, ky, kz, component(d, kx) / dz, component(d, ky) / dz, T(1) / dz};
+    return {kx, ky, kz, component(o, kx), component(o, ky), component(o, kz),
+            component(d, kx) / dz, component(d, ky) / dz, T(1) / dz};
 }
 
-// t of the hit of o + t d with triangle abc (both sides), or `miss` if none in [0, miss).
-// Watertight (Woop, Benthin & Wald 2013): in the ray's sheared frame each edge's function
-// depends on its two corners alone, rounded the same way in both triangles that share it
-// (negated), and the sign test is inclusive, so a ray through an edge or a vertex hits at
-// least one of its triangles: it cannot slip between them as it could with Moller-Trumbore,
-// whose barycentrics of one edge round differently in its two triangles.
+// t of the hit of the ray with each triangle of a packet (both sides), or `miss` where there
+// is none in [0, miss). Watertight: in the ray's sheared frame each edge's function depends
+// on its two corners alone, rounded the same way in both triangles that share it (negated),
+// and the sign test is inclusive, so a ray through an edge or a vertex hits at least one of
+// its triangles; it cannot slip between them as with Moller-Trumbore, whose barycentrics of
+// one edge round differently in its two triangles. The frame's axes pick rows of the
+// field-major packet, so the lanes run as one vector loop. Unused lanes (zero area) miss.
 template <typename T>
-NIS_HD T ray_triangle(Vec3<T> o, const RayShear<T>& s, Vec3<T> a, Vec3<T> b, Vec3<T> c, T miss) {
-    const Vec3<T> A = a - o, B = b - o, C = c - o;
-    const T az = component(A, s.kz), bz = component(B, s.kz), cz = component(C, s.kz);
-    const T ax = component(A, s.kx) - mul_rn(s.sx, az), ay = component(A, s.ky) - mul_rn(s.sy, az);
-    const T bx = component(B, s.kx) - mul_rn(s.sx, bz), by = component(B, s.ky) - mul_rn(s.sy, bz);
-    const T cx = component(C, s.kx) - mul_rn(s.sx, cz), cy = component(C, s.ky) - mul_rn(s.sy, cz);
-    const T u = mul_rn(cx, by) - mul_rn(cy, bx);  // edge bc
-    const T v = mul_rn(ax, cy) - mul_rn(ay, cx);  // edge ca
-    const T w = mul_rn(bx, ay) - mul_rn(by, ax);  // edge ab
-    if ((u < T(0) || v < T(0) || w < T(0)) && (u > T(0) || v > T(0) || w > T(0))) return miss;
-    const T det = u + v + w;
-    if (det == T(0)) return miss;  // in the triangle's plane, or a degenerate triangle
-    const T t = (u * az + v * bz + w * cz) * s.sz / det;
-    return (t >= T(0) && t < miss) ? t : miss;
+NIS_HD void packet_ray_t(const T* pk, const ShearedRay<T>& r, T miss, T* out) {
+    // Rows of corner a's coordinates along kx, ky, kz; b's and c's lie 3 and 6 fields on.
+    const T *x = pk + (kPacketA + r.kx) * kLanes, *y = pk + (kPacketA + r.ky) * kLanes,
+            *z = pk + (kPacketA + r.kz) * kLanes;
+    constexpr int kB = (kPacketB - kPacketA) * kLanes, kC = (kPacketC - kPacketA) * kLanes;
+    NIS_LANES
+    for (int k = 0; k < kLanes; ++k) {
+        const T az = z[k] - r.oz, bz = z[kB + k] - r.oz, cz = z[kC + k] - r.oz;
+        const T ax = (x[k] - r.ox) - mul_rn(r.sx, az), ay = (y[k] - r.oy) - mul_rn(r.sy, az);
+        const T bx = (x[kB + k] - r.ox) - mul_rn(r.sx, bz), by = (y[kB + k] - r.oy) - mul_rn(r.sy, bz);
+        const T cx = (x[kC + k] - r.ox) - mul_rn(r.sx, cz), cy = (y[kC + k] - r.oy) - mul_rn(r.sy, cz);
+        const T u = mul_rn(cx, by) - mul_rn(cy, bx);  // edge bc
+        const T v = mul_rn(ax, cy) - mul_rn(ay, cx);  // edge ca
+        const T w = mul_rn(bx, ay) - mul_rn(by, ax);  // edge ab
+        const bool mixed = ((u < T(0)) | (v < T(0)) | (w < T(0))) & ((u > T(0)) | (v > T(0)) | (w > T(0)));
+        const T det = u + v + w;  // 0: the ray lies in the triangle's plane, or the triangle is degenerate
+        const T t = (u * az + v * bz + w * cz) * r.sz / det;
+        out[k] = (!mixed & (det != T(0)) & (t >= T(0)) & (t < miss)) ? t : miss;
+    }
 }
 
 // Entry t of the ray into each child box of the node, clipped to [0, t_max); t_max where it misses.
@@ -98,7 +106,7 @@ template <typename T>
 NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
     // An axis-parallel ray gets an infinite reciprocal: the slab test handles it.
     const Vec3<T> inv_d = make_vec3(T(1) / d.x, T(1) / d.y, T(1) / d.z);
-    const RayShear<T> shear = ray_shear(d);
+    const ShearedRay<T> ray = sheared_ray(o, d);
     RayHit<T> best{t_max, -1};
     int32_t stack_ref[kBvhStackSize];
     T stack_t[kBvhStackSize];
@@ -110,13 +118,10 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
         if (!(stack_t[sp] < best.t)) continue;
         const int32_t ref = stack_ref[sp];
         if (child_is_leaf(ref)) {
-            const int32_t first = leaf_packet(ref) * kLanes, end = first + leaf_count(ref);
-            for (int32_t t = first; t < end; ++t) {
-                Vec3<T> a, b, c;
-                load_triangle(m, t, a, b, c);
-                const T th = ray_triangle(o, shear, a, b, c, best.t);
-                if (th < best.t) best = {th, t};
-            }
+            T t_hit[kLanes];
+            packet_ray_t(packet_at(m, leaf_packet(ref)), ray, best.t, t_hit);
+            for (int k = 0; k < leaf_count(ref); ++k)
+                if (t_hit[k] < best.t) best = {t_hit[k], leaf_packet(ref) * kLanes + k};
             continue;
         }
         const BvhNode& node = m.nodes[ref];
