@@ -50,6 +50,8 @@ python3 -m nis_fast.cli info 2>&1 | tee -a "$out/suite.log"
 step "cuda tests" 150 python3 -m pytest -q -rfE --tb=short -m cuda tests
 step "bench_sdf (CUDA engine vs the CPU engine)" 90 python3 benchmarks/bench_sdf.py --device cuda --threads "$(nproc)" \
   --out "$json/bench_sdf_cuda.json"
+step "bench_rays (CUDA engine vs the CPU engine and Open3D)" 60 python3 benchmarks/bench_rays.py --device cuda \
+  --threads "$(nproc)" --out "$json/bench_rays.json"
 step "Triton kernels compiled and checked against torch autograd" 120 python3 benchmarks/gpu_check_kernels.py \
   --out "$json/gpu_check_kernels.json"
 step "bench_mlp" 120 python3 benchmarks/bench_mlp.py --batches 2048,1048576 --out "$json/bench_mlp.json"
