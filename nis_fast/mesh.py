@@ -284,7 +284,9 @@ def smallest_enclosing_sphere(points: np.ndarray, seed: int = 0):
     points = np.asarray(points, dtype=np.float64)
     middle, unit = (points.min(0) + points.max(0)) / 2, _unit_scale(points)
     center, radius = _smallest_enclosing_sphere_of_unit_points((points - middle) * unit, seed)
-    return center / unit + middle, radius / unit
+    center = center / unit + middle
+    # Mapping back rounds the centre (by up to an ulp of `middle`): grow the radius to still reach every point.
+    return center, max(radius / unit, float(np.linalg.norm(points - center, axis=1).max()))
 
 
 def _smallest_enclosing_sphere_of_unit_points(points: np.ndarray, seed: int):

@@ -308,8 +308,8 @@ def _load_points(path) -> np.ndarray:
     """The array of a .npy file, or one clear error for a file that holds none."""
     try:
         points = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # numpy's reason for a file without the .npy header speaks of pickles
-        raise ValueError(f"points file '{path}': not a .npy array file ({exc})") from exc
+    except (ValueError, EOFError) as exc:  # no .npy header, truncated, empty, or object arrays
+        raise ValueError(f"points file '{path}': cannot be read as a numeric .npy array ({exc})") from exc
     if not isinstance(points, np.ndarray):  # an .npz archive opens as a mapping of arrays
         points.close()
         raise ValueError(f"points file '{path}': an .npz archive; save one (N, 3) array with np.save")
@@ -324,7 +324,7 @@ def main_sdf_file(mesh_path, points_npy, out_npy, sign: str = "winding") -> None
     from .io import atomic_write
 
     points = _load_points(points_npy)
-    float64 = points.dtype not in (np.float32, np.float16)  # integers run in float64 too
+    float64 = not (points.dtype.kind == "f" and points.dtype.itemsize <= 4)  # integers run in float64 too
     dist = MeshSDF(mesh_path, float64=float64).sdf(points, sign=sign)
 
     def write(tmp):

@@ -117,8 +117,11 @@ def test_sdf_command_bad_points_files_are_one_clear_error(tmp_path, capsys):
     (tmp_path / "text.npy").write_text("1 2 3\n")
     np.save(tmp_path / "flat.npy", points[:, :2])
     np.save(tmp_path / "words.npy", np.array([["a", "b", "c"]]))
-    cases = {"archive.npz": ".npz archive", "text.npy": "not a .npy array file", "flat.npy": "shape",
-             "words.npy": "real numbers", "missing.npy": "missing.npy"}
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "objects.npy", np.array([[1, 2, None]], dtype=object), allow_pickle=True)
+    cases = {"archive.npz": ".npz archive", "text.npy": "cannot be read", "empty.npy": "cannot be read",
+             "objects.npy": "cannot be read", "flat.npy": "shape", "words.npy": "real numbers",
+             "missing.npy": "missing.npy"}
     for name, message in cases.items():
         out = tmp_path / f"out_{name}.npy"
         assert main(["sdf", example_mesh_path(), str(tmp_path / name), "-o", str(out)]) == 2

@@ -95,6 +95,19 @@ def test_welzl_handles_large_point_sets_without_deep_recursion():
     assert radius == pytest.approx(1.0, abs=1e-3) and np.linalg.norm(center) < 1e-3
 
 
+def test_smallest_enclosing_sphere_encloses_points_far_from_the_origin():
+    """The sphere is solved on centred, rescaled points; mapping its centre back rounds it by up to
+    an ulp of the offset, which the radius must absorb (a sphere of radius 1e-3 at 1e8 missed its
+    points by up to 3e-6 before)."""
+    rng = np.random.default_rng(3)
+    for offset in (0.0, 1e3, 1e6, 1e8):
+        points = rng.normal(size=(2000, 3))
+        points = offset + 1e-3 * points / np.linalg.norm(points, axis=1, keepdims=True)
+        center, radius = smallest_enclosing_sphere(points)
+        assert np.all(np.linalg.norm(points - center, axis=1) <= radius)
+        assert radius <= 1e-3 * (1 + 1e-6) + 1e-15 * offset
+
+
 def test_smallest_enclosing_sphere_is_not_the_bounding_box_sphere():
     # A right triangle's corners: the box-centre sphere is larger than the exact one.
     rng = np.random.default_rng(0)

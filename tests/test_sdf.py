@@ -583,6 +583,22 @@ def test_huge_and_tiny_coordinates(scale):
         np.testing.assert_allclose(sdf.winding(p.astype(np.float32)), ref_w, atol=0.05)
 
 
+@pytest.mark.parametrize("scale, dtype", [(1e99, np.float64), (1.0, np.float64), (1.0, np.float32), (1e30, np.float32)])
+def test_winding_number_is_finite_however_far_the_point(scale, dtype):
+    """The far-field expansion's products stay finite for points any distance away (they reached
+    NaN for a point 1e30 mesh sizes from a mesh at 1e100, and at 3e38 in float32)."""
+    V, F = _turned_icosphere()
+    sdf = nf.MeshSDF((V * scale, F))
+    dirs = np.random.default_rng(13).normal(size=(200, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    top = 0.9 * float(np.finfo(dtype).max)
+    for distance in (1e3, 1e10, 1e20, 1e30, 3e38, 1e100, 1e300):
+        if distance * scale > top:
+            continue
+        w = sdf.winding((dirs * distance * scale).astype(dtype))
+        assert np.isfinite(w).all() and np.abs(w).max() < 1e-3, distance
+
+
 def test_unit_space_is_the_normalised_frame():
     name = "spot.obj" if "spot.obj" in MESH_FILES else pytest.skip("spot.obj not in the shared meshes")
     mesh = _mesh(name)
