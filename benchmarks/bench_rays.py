@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sdf import load_meshes  # noqa: E402
+from bench_sdf import load_meshes, open3d_scene  # noqa: E402
 from harness import parser, report, timeit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
@@ -66,9 +66,7 @@ def tools(threads, device):
         import open3d as o3d
 
         def o3d_build(V, F):
-            scene = o3d.t.geometry.RaycastingScene(nthreads=threads)
-            scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
-            return scene
+            return open3d_scene(V, F, threads)
 
         def o3d_prepare(o, d):
             return o3d.core.Tensor(np.concatenate([o, d], 1))

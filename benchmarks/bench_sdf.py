@@ -54,6 +54,15 @@ def point_sets(V, F, n, seed=0):
     return {"uniform": rng.uniform(-1, 1, (n, 3)), "near": near}
 
 
+def open3d_scene(V, F, threads):
+    """Open3D's RaycastingScene (Embree) over the mesh, float32 as it requires."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene(nthreads=threads)
+    scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
+    return scene
+
+
 # Each peer: (method, sign, dtype, build(V, F) -> state, query(state, points) -> signed distance (negative
 # inside), exact?, max points to time (slow peers get a subset)).
 def peers(threads):
@@ -73,9 +82,7 @@ def peers(threads):
         import open3d as o3d
 
         def o3d_build(V, F):
-            scene = o3d.t.geometry.RaycastingScene(nthreads=threads)
-            scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
-            return scene
+            return open3d_scene(V, F, threads)
 
         def o3d_query(scene, p):
             return scene.compute_signed_distance(o3d.core.Tensor(p), nthreads=threads).numpy()

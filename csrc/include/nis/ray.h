@@ -7,16 +7,11 @@ namespace nis {
 // A product rounded on its own. nvcc fuses a product into a neighbouring add (an FMA) where it
 // can, and the host build is compiled with -ffp-contract=off: this keeps the device to the same
 // rounding where the watertight test below needs it.
-NIS_HD float mul_rn(float a, float b) {
+template <typename T>
+NIS_HD T mul_rn(T a, T b) {
 #ifdef __CUDA_ARCH__
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-NIS_HD double mul_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-    return __dmul_rn(a, b);
+    if constexpr (sizeof(T) == 4) return __fmul_rn(a, b);
+    else return __dmul_rn(a, b);
 #else
     return a * b;
 #endif
