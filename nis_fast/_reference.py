@@ -145,11 +145,12 @@ def _ray_bruteforce(V, F, origins, directions):
     o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
     d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
     t_out, f_out = np.full(len(o), np.inf), np.full(len(o), -1, dtype=np.int64)
+    corners = V[F]  # [faces, corner, xyz]
     for i in range(len(o)):
         kz = int(np.argmax(np.abs(d[i])))  # the first of equal components, as sheared_ray
         kx, ky = (kz + 1) % 3, (kz + 2) % 3
         sx, sy, sz = d[i, kx] / d[i, kz], d[i, ky] / d[i, kz], 1.0 / d[i, kz]
-        rel = V[F] - o[i]  # [faces, corner, xyz]
+        rel = corners - o[i]
         z = rel[..., kz]
         x, y = rel[..., kx] - sx * z, rel[..., ky] - sy * z
         edge = [x[:, (k + 2) % 3] * y[:, (k + 1) % 3] - y[:, (k + 2) % 3] * x[:, (k + 1) % 3] for k in range(3)]

@@ -32,10 +32,10 @@ NIS_HD T triangle_solid_angle(Vec3<T> q, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
 // meshes near 1e100 in float64); the division runs beside the square root, off the chain of
 // dependent operations (scaling d first, or using d / |d|, cost 4-13 % of winding-sign queries
 // on open meshes). Finite for |d| up to 2^20 node radii (winding_number skips beyond).
+// d = p - q (the expansion's centre less the query point) and r2 = |d|^2, which the caller
+// has computed to decide that the node is far.
 template <typename T>
-NIS_HD T fwn_far_field(const T* f, Vec3<T> q) {
-    const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
-    const T r2 = length_sq(d);
+NIS_HD T fwn_far_field(const T* f, Vec3<T> d, T r2) {
     const T inv_r = T(1) / std::sqrt(r2), inv_r2 = T(1) / r2;
     const T inv_r3 = inv_r * inv_r * inv_r;
     const T* C = f + 7;
@@ -69,7 +69,7 @@ NIS_HD T winding_number(const MeshView<T>& m, Vec3<T> q, T beta) {
             const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
             const T d2 = length_sq(d), radius2 = f[6] * f[6];
             if (d2 > beta2 * radius2) {
-                if (d2 < T(kFarFieldSkip2) * radius2) omega += fwn_far_field(f, q);
+                if (d2 < T(kFarFieldSkip2) * radius2) omega += fwn_far_field(f, d, d2);
             } else if (child_is_leaf(ref)) {
                 const int32_t first = leaf_packet(ref) * kLanes, end = first + leaf_count(ref);
                 for (int32_t t = first; t < end; ++t) {
