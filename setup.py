@@ -65,7 +65,7 @@ def write_cpu_record():
     loading the module, so a build copied to a CPU without them fails to import with a message
     (instead of dying on an illegal instruction in the middle of a query)."""
     text = ("# Written by setup.py (not in git): the -march the native module was built with, and the\n"
-            "# CPU features (/proc/cpuinfo names) that lets the compiler use. Checked by _backend.py.\n"
+            "# CPU features (/proc/cpuinfo names) that lets the compiler use. Checked by nis_fast/ops/native.py.\n"
             f"CPU_ARCH = {CPU_ARCH!r}\nCPU_FLAGS = {cpu_flags_needed(CPU_ARCH)!r}\n")
     path = os.path.join(HERE, "nis_fast", "_cpu_build.py")
     tmp = path + ".tmp"
@@ -176,6 +176,6 @@ setup(
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExt},
     package_dir={"nis_fast": "nis_fast", "nis_fast.kernels": "kernels"},
-    packages=["nis_fast", "nis_fast.kernels"],
+    packages=["nis_fast", "nis_fast.core", "nis_fast.ops", "nis_fast.kernels"],
     package_data={"nis_fast": ["data/*"]},
 )

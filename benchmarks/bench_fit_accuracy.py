@@ -21,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import SHARED, parser, report, warm_up_fit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
-from nis_fast import metrics, network  # noqa: E402
-from nis_fast.fit import FitConfig, TorchLossGrad, adam_step_torch, default_device  # noqa: E402
+from nis_fast import metrics  # noqa: E402
+from nis_fast.core import layout as network  # noqa: E402
+from nis_fast.fit import FitConfig, default_device  # noqa: E402
+from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch  # noqa: E402
 
 MESH_IDS = ["32770", "37825", "70375"]
 RECIPES = {"paper": FitConfig.paper, "fast": FitConfig.fast, "quick": FitConfig.quick}

@@ -17,8 +17,8 @@ from bench_render import benchmark_network  # noqa: E402
 from harness import parser, report, timeit  # noqa: E402
 
 from nis_fast import decode  # noqa: E402
-from nis_fast._backend import cuda_available  # noqa: E402
-from nis_fast.network import forward_torch  # noqa: E402
+from nis_fast.ops.native import cuda_available  # noqa: E402
+from nis_fast.ops.mlp import mlp_forward_torch as forward_torch  # noqa: E402
 
 
 def torch_eager_grid(params, resolution, device, batch=1 << 20):

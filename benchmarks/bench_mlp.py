@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import parser, report, timeit  # noqa: E402
 
-from nis_fast.network import LAYER_SIZES, N_PARAMS, OFFSETS, glorot_uniform, unflatten  # noqa: E402
+from nis_fast.core.layout import LAYER_SIZES, N_PARAMS, OFFSETS, glorot_uniform, unflatten  # noqa: E402
 
 # Counting (per sample): a Dense layer fan_in -> fan_out costs 2 * fan_in * fan_out flops forward;
 # backward costs twice that (input gradient + weight gradient). Bytes: 12 in (xyz) + 4 out (sdf or target).

@@ -4,7 +4,7 @@ Same meshes as bench_sdf (armadillo ~100k triangles, spot, a 65k-triangle torus,
 same rays, same thread count, one run. Two ray sets: "scattered" (origins uniform in [-1, 1]^3, random
 directions: secondary rays, metrics) and "camera" (a 512 x 512 pinhole view from outside: primary rays,
 coherent). Before a tool's speed is quoted its first hits are checked against brute force
-(nis_fast._reference._ray_bruteforce, the same watertight test) on a sample: hit/miss disagreements and
+(tests/reference.py._mesh_intersect, the same watertight test) on a sample: hit/miss disagreements and
 the largest t difference.
 
     python benchmarks/bench_rays.py [--quick] [--threads 2] [--out results.json]
@@ -22,12 +22,14 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the plain twins: tests/reference.py
 from bench_sdf import load_meshes, open3d_scene  # noqa: E402
 from harness import parser, report, timeit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
-from nis_fast.mesh import IDENTITY, Mesh  # noqa: E402
-from nis_fast._reference import _ray_bruteforce  # noqa: E402
+from nis_fast.core.normalization import IDENTITY  # noqa: E402
+from nis_fast.mesh import Mesh  # noqa: E402
+from reference import _mesh_intersect  # noqa: E402
 
 
 def ray_sets(n, side, seed=0):
@@ -86,7 +88,7 @@ def main():
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args, _ = ap.parse_known_args()
-    nf._backend.native.set_cpu_threads(args.threads)
+    nf.ops.native.native.set_cpu_threads(args.threads)
     n, side = (20_000, 128) if args.quick else (200_000, 512)
     rows = []
     for mesh in load_meshes(args.quick):
@@ -96,7 +98,7 @@ def main():
         baseline, mesh_rows = {}, []
         for set_name, (o, d) in sets.items():
             sample = np.random.default_rng(1).choice(len(o), 100, replace=False)
-            ref_t, ref_face = _ray_bruteforce(V, F, o[sample], d[sample])
+            ref_t, ref_face = _mesh_intersect(V, F, o[sample], d[sample])
             for name, build, prepare, cast in tools(args.threads, "cpu") + (
                     tools(args.threads, "cuda") if args.device == "cuda" else []):
                 state, rays = build(V, F), prepare(o, d)

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the plain twins: tests/reference.py
 from harness import SHARED, parser, report, timeit  # noqa: E402
 
 from nis_fast import decode  # noqa: E402
-from nis_fast._backend import cuda_available  # noqa: E402
-from nis_fast._reference import box_network, keras_h5_params, sphere_trace_reference  # noqa: E402
-from nis_fast.network import forward_torch  # noqa: E402
+from nis_fast.ops.native import cuda_available  # noqa: E402
+from reference import _sphere_trace, box_network, keras_h5_params  # noqa: E402
+from nis_fast.ops.mlp import mlp_forward_torch as forward_torch  # noqa: E402
 
 SIZES = [(512, 512), (1920, 1080)]
 SETTINGS = dict(eps=5e-4, relaxation=1.6, max_steps=128)
@@ -38,7 +39,7 @@ def torch_eager_render(params, width, height, camera, device):
     light = torch.tensor(light / np.linalg.norm(light), dtype=torch.float32, device=device)
     o, d = (torch.from_numpy(a).to(device=device, dtype=torch.float32) for a in camera.rays(width, height))
     p = torch.as_tensor(params, dtype=torch.float32, device=device)
-    t, hit, _ = sphere_trace_reference(p, o, d, dtype=torch.float32, **SETTINGS)
+    t, hit, _ = _sphere_trace(p, o, d, dtype=torch.float32, **SETTINGS)
     x = (o[hit] + d[hit] * t[hit, None]).requires_grad_(True)
     (g,) = torch.autograd.grad(forward_torch(p, x).sum(), x)
     n = g / g.norm(dim=1, keepdim=True)

@@ -3,7 +3,7 @@
 Same meshes (armadillo ~100k triangles, spot, a 65k-triangle torus), same points (uniform in the
 [-1, 1]^3 cube of the normalised frame, and near the surface), same thread count, one run; the table
 gives queries/second and the ratio to Open3D. Before a peer's speed is quoted its output is checked
-against brute force (nis_fast._reference) on a sample: max distance error and the share of signs that
+against brute force (tests/reference.py) on a sample: max distance error and the share of signs that
 disagree with the exact winding-number sign (points within 0.1 of w = 1/2 left out).
 
     python benchmarks/bench_sdf.py [--quick] [--threads 2] [--out results.json]
@@ -28,11 +28,13 @@ for var in ("OMP_NUM_THREADS", "IGL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the plain twins: tests/reference.py
 from harness import SHARED, cuda_sync, parser, report, timeit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
-from nis_fast.mesh import IDENTITY, Mesh  # noqa: E402
-from nis_fast._reference import _closest_point_bruteforce, _winding_number_bruteforce  # noqa: E402
+from nis_fast.core.normalization import IDENTITY  # noqa: E402
+from nis_fast.mesh import Mesh  # noqa: E402
+from reference import _mesh_closest, _mesh_winding  # noqa: E402
 
 
 def load_meshes(quick):
@@ -179,7 +181,7 @@ def main():
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: time the CUDA engine against the CPU engine on the same machine")
     args, _ = ap.parse_known_args()
-    nf._backend.native.set_cpu_threads(args.threads)
+    nf.ops.native.native.set_cpu_threads(args.threads)
     if args.device == "cuda":
         rows = cuda_rows(load_meshes(quick=False), args.threads, 1 << 22)
         columns = ["mesh", "points", "dtype", "sign", "build_s", "n_timed", "gpu_Gq_per_s", "cpu_Mq_per_s",
@@ -201,8 +203,8 @@ def main():
         V, F = np.ascontiguousarray(mesh.unit_vertices), mesh.faces
         sets = point_sets(V, F, n_points)
         check = np.concatenate([s[:n_check // 2] for s in sets.values()])
-        ref_dist = _closest_point_bruteforce(V, F, check)[0]
-        ref_w = _winding_number_bruteforce(V, F, check)
+        ref_dist = _mesh_closest(V, F, check)[0]
+        ref_w = _mesh_winding(V, F, check)
         ref_sdf = np.where(ref_w > 0.5, -ref_dist, ref_dist)
         decided = np.abs(ref_w - 0.5) > 0.1
         mesh_rows, baseline = [], {}

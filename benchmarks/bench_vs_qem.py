@@ -15,7 +15,8 @@ import numpy as np
 from harness import SHARED, parser, report
 
 import nis_fast as nf
-from nis_fast.mesh import IDENTITY, Mesh
+from nis_fast.core.normalization import IDENTITY
+from nis_fast.mesh import Mesh
 from nis_fast.metrics import shape_mesh_unit, surface_distance
 
 NIS_BYTES = 7553 * 4

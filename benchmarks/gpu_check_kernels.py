@@ -1,8 +1,8 @@
 """On a CUDA machine: compile and run every Triton kernel of nis_fast.kernels once per precision and
-reduction mode, and compare with the torch autograd twins (float64) in nis_fast._reference.
+reduction mode, and compare with the torch autograd twins (float64) in tests/reference.py.
 
 Prints one line per check and a JSON summary (to --out if given); exits 1 if any check fails, 2
-without CUDA. Tolerances are the tests' (nis_fast._reference). Not a benchmark: it times only
+without CUDA. Tolerances are the tests' (tests/reference.py). Not a benchmark: it times only
 the first call (compile + run) for information.
 
     python benchmarks/gpu_check_kernels.py [--out check.json]
@@ -11,12 +11,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from nis_fast import _reference as ref
-from nis_fast._reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL
-from nis_fast.network import N_PARAMS, glorot_uniform
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the plain twins: tests/reference.py
+import reference as ref  # noqa: E402
+from nis_fast.core.layout import N_PARAMS, glorot_uniform  # noqa: E402
+from reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL  # noqa: E402
 
 
 def rel(a, b) -> float:

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import parser, report  # noqa: E402
 
-from nis_fast.network import N_PARAMS, glorot_uniform  # noqa: E402
+from nis_fast.core.layout import N_PARAMS, glorot_uniform  # noqa: E402
 
 CONFIGS = [(16, 2), (16, 4), (16, 8), (32, 4), (32, 8), (64, 8)]
 

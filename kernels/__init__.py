@@ -10,7 +10,7 @@ One kernel per file, its formula in the module docstring, an autograd-free funct
 
 params [7553] with x [N, 3] (target [N]), or S networks at once: params [S, 7553] with x [S, N, 3]
 (target [S, N]). All float32, contiguous, on a CUDA device (or CPU under TRITON_INTERPRET=1).
-Plain PyTorch twins: nis_fast._reference (section "MLP references").
+Plain PyTorch twins: tests/reference.py (section "MLP references").
 """
 from .adam import adam_step_, adam_update_
 from .mlp_forward import mlp_forward

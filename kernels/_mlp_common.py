@@ -1,12 +1,12 @@
 """Building blocks shared by the fused MLP kernels, and the host-side checks.
 
-The network (nis_fast.network): h1 = relu(x @ W0 + b0), h(l+1) = relu(h(l) @ Wl + bl) for
+The network (nis_fast.core.layout): h1 = relu(x @ W0 + b0), h(l+1) = relu(h(l) @ Wl + bl) for
 l = 1..7, y = tanh(h8 @ W8 + b8). Every Dense layer is one `tl.dot` on a [BLOCK, K] x [K, M]
 tile, K and M the layer's fan-in / fan-out rounded up to 16 (tl.dot's smallest tile): the input
 3 -> 16 and the output 1 -> 16 are padded with zeros when the weights are loaded, so the padded
 columns carry exact zeros through every layer and never change a result.
 
-Layer offsets come from nis_fast.network.OFFSETS (the one definition of the flat layout) as
+Layer offsets come from nis_fast.core.layout.OFFSETS (the one definition of the flat layout) as
 constexpr globals. The eight hidden activations are named tensors (h1..h8) rather than a loop, so
 the backward pass can keep all of them on chip.
 """
@@ -17,10 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from nis_fast._backend import require_current_device
-from nis_fast.network import HIDDEN, INPUT_DIM, LAYER_SIZES, N_PARAMS, OFFSETS, OUTPUT_DIM
-
-PRECISIONS = ("fp32", "tf32x3", "tf32", "fp16", "bf16")
+from nis_fast.core.arrays import require_current_device
+from nis_fast.core.layout import HIDDEN, INPUT_DIM, LAYER_SIZES, N_PARAMS, OFFSETS, OUTPUT_DIM
+from nis_fast.core.precision import KERNEL_PRECISIONS
 PAD = 16  # tl.dot needs every dimension >= 16
 MAX_SHAPES = 65535  # networks per launch: the grid's second axis
 IN_PAD = max(PAD, triton.next_power_of_2(INPUT_DIM))
@@ -177,10 +176,10 @@ def check_tensor(name: str, t, ndims: tuple, last: int | None = None) -> None:
         raise ValueError(f"{name}: tensor must be contiguous (call .contiguous())")
 
 
-def kernel_precision(precision: str, device: torch.device) -> str:
-    """The PRECISION constexpr for a user precision (bf16 is emulated exactly in the interpreter)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+def precision_constexpr(precision: str, device: torch.device) -> str:
+    """The PRECISION constexpr for one of KERNEL_PRECISIONS (bf16 is emulated exactly in the interpreter)."""
+    if precision not in KERNEL_PRECISIONS:
+        raise ValueError(f"precision must be one of {KERNEL_PRECISIONS}, got {precision!r}")
     return "bf16_emulated" if precision == "bf16" and device.type != "cuda" else precision
 
 

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from nis_fast.fit import adam_step_size
+from nis_fast.core.adam import adam_step_size
 
 from ._mlp_common import check_runnable
 

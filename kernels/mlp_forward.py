@@ -10,11 +10,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ._mlp_common import forward_hidden, forward_output, kernel_precision, launch_config, program_points, stacked
+from ._mlp_common import forward_hidden, forward_output, launch_config, precision_constexpr, program_points, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
-# registers under 255 without spills where possible (ptxas statistics). On an H200 they ran 1.5e9 (fp32) to
-# 8.9e9 (bf16) samples/s at 1e6 points (benchmarks/RESULTS.md); other configurations are not timed yet.
+# registers under 255 without spills where possible (ptxas statistics); their GPU timings are in
+# benchmarks/RESULTS.md, other configurations are not timed yet.
 GPU_CONFIGS = {"fp32": (128, 8), "tf32x3": (256, 8), "tf32": (256, 8), "fp16": (256, 8), "bf16": (256, 8)}
 
 
@@ -31,7 +31,7 @@ def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32",
     x [S, N, 3] -> [S, N]. precision: "fp32" (IEEE), "tf32x3", "tf32", "fp16" or "bf16" matmul
     operands, always accumulated in fp32. Autograd-free."""
     p, xs, single = stacked(params, x)
-    kprec = kernel_precision(precision, x.device)
+    kprec = precision_constexpr(precision, x.device)
     S, N = xs.shape[0], xs.shape[1]
     out = torch.empty((S, N), dtype=torch.float32, device=x.device)
     if N > 0:

@@ -9,10 +9,10 @@ import torch
 import triton
 import triton.language as tl
 
-from nis_fast.network import INPUT_DIM
+from nis_fast.core.layout import INPUT_DIM
 
 from ._mlp_common import H, IN, IN_P, OUT, OUT_P, W0, W1, W2, W3, W4, W5, W6, W7, W8, backward_input, \
-    forward_hidden, forward_output, kernel_precision, launch_config, program_points, relu_backward, stacked
+    forward_hidden, forward_output, launch_config, precision_constexpr, program_points, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
 # registers under 255 without spills where possible (ptxas statistics); not yet timed on a GPU.
@@ -46,7 +46,7 @@ def mlp_forward_and_input_grad(params: torch.Tensor, x: torch.Tensor, precision:
     """(sdf, d sdf / d x): params [7553] with x [N, 3] -> ([N], [N, 3]), or params [S, 7553] with
     x [S, N, 3] -> ([S, N], [S, N, 3]). Autograd-free."""
     p, xs, single = stacked(params, x)
-    kprec = kernel_precision(precision, x.device)
+    kprec = precision_constexpr(precision, x.device)
     S, N = xs.shape[0], xs.shape[1]
     sdf = torch.empty((S, N), dtype=torch.float32, device=x.device)
     grad = torch.empty((S, N, INPUT_DIM), dtype=torch.float32, device=x.device)

@@ -24,26 +24,23 @@ import torch
 import triton
 import triton.language as tl
 
-from nis_fast.network import N_PARAMS
+from nis_fast.core.layout import N_PARAMS
 
 from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OUT, OUT_P, W0, W1, W2, W3, W4, W5, \
-    W6, W7, W8, backward_input, check_tensor, forward_hidden, forward_output, kernel_precision, launch_config, \
+    W6, W7, W8, backward_input, check_tensor, forward_hidden, forward_output, launch_config, precision_constexpr, \
     load_points, matmul, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
-# registers under 255 without spills where possible (ptxas statistics). Timed on an H200 at 1e6 rows
-# (benchmarks/RESULTS.md), but against other configurations only at 2048 rows (below);
-# benchmarks/tune_mlp_train.py times the whole table.
+# registers under 255 without spills where possible (ptxas statistics); benchmarks/tune_mlp_train.py
+# times the whole table on a GPU (benchmarks/RESULTS.md).
 GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
 # Small batches are latency-bound: a program's time is the chain of 26 dependent products of a
-# forward and backward pass per block, which smaller tiles on fewer warps finish sooner. tf32x3 at
-# 2048 rows (one block a program) on an H200, GPU time per launch (CUDA-graph replays): 16 rows x 4
-# warps 12.7 us, x 2 warps 31 us, x 1 warp 60 us, 32 rows x 1 warp 86 us; the (32, 8) above took 139 us
-# a call (eager). Used while a program gets at most LATENCY_BOUND_BLOCKS blocks of 16 rows (fit_many's
-# stacks at the paper's batch, GPUs of fewer SMs): the time grows with the blocks a program walks, so
-# up to a few of them it stays far below one (32, 8) block's (not yet measured beyond one). The other
-# precisions keep GPU_CONFIGS until they are measured.
+# forward and backward pass per block, which smaller tiles on fewer warps finish sooner (16 rows x 4
+# warps was the fastest tf32x3 launch at 2048 rows on an H200: benchmarks/RESULTS.md). Used while a
+# program gets at most LATENCY_BOUND_BLOCKS blocks of 16 rows (fit_many's stacks at the paper's batch,
+# GPUs of fewer SMs): the time grows with the blocks a program walks. The other precisions keep
+# GPU_CONFIGS until they are measured.
 LATENCY_BOUND_CONFIGS = {"tf32x3": (16, 4)}
 LATENCY_BOUND_BLOCKS = 4
 REDUCTIONS = ("partials", "atomic")
@@ -184,7 +181,7 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
         raise ValueError(f"target on {target.device} but x on {x.device}")
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    kprec = kernel_precision(precision, x.device)
+    kprec = precision_constexpr(precision, x.device)
     S, N = xs.shape[0], xs.shape[1]
     if N == 0:
         raise ValueError("x has no points: the mean loss of an empty batch is undefined")

@@ -4,14 +4,13 @@ A triangle mesh goes in; out comes a 7553-parameter MLP that has overfit the
 mesh's signed distance function (Davies, Nowrouzezahrai & Jacobson, 2020), and
 fast decoders turn it back into distances, meshes and images.
 """
-from ._backend import backend_info
-from .export import export
-from .mesh import Mesh, MeshError, load_mesh
-from .sdf import MeshSDF
-from .model import NeuralSDF, load
-from .fit import FitConfig, fit, fit_many
 from . import io, metrics, sampling
-
-__version__ = "0.1.0"
+from .core import __version__
+from .export import export
+from .fit import FitConfig, fit, fit_many
+from .mesh import Mesh, MeshError, load_mesh
+from .mesh_sdf import MeshSDF
+from .model import NeuralSDF, load
+from .ops.native import backend_info
 __all__ = ["backend_info", "export", "load_mesh", "Mesh", "MeshError", "MeshSDF", "NeuralSDF", "load", "FitConfig",
            "fit", "fit_many", "io", "metrics", "sampling", "__version__"]

@@ -9,6 +9,18 @@ import sys
 import time
 from importlib import resources
 
+import numpy as np
+
+from . import io, metrics
+from .core.files import atomic_write
+from .decode import save_png
+from .export import export
+from .fit import FitConfig, default_device, fit, fit_many, training_backend
+from .mesh import load_mesh
+from .mesh_sdf import MeshSDF
+from .model import load
+from .ops.native import backend_info
+
 
 def example_mesh_path() -> str:
     """The mesh shipped with the package (a torus-knot tube generated for nis_fast)."""
@@ -32,8 +44,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def _config(args):
     """FitConfig from --recipe plus any explicit overrides."""
-    from .fit import FitConfig
-
     config = getattr(FitConfig, args.recipe)()
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "n_samples", "pool_size", "lr")
                  if getattr(args, k) is not None}
@@ -42,43 +52,63 @@ def _config(args):
     return FitConfig(**{**config.to_dict(), **overrides})
 
 
-def cmd_info(args) -> int:
-    import nis_fast as nf
+def _load_points(path) -> np.ndarray:
+    """The array of a .npy file, or one clear error for a file that holds none."""
+    try:
+        points = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # no .npy header, truncated, empty, or object arrays
+        raise ValueError(f"points file '{path}': cannot be read as a numeric .npy array ({exc})") from exc
+    if not isinstance(points, np.ndarray):  # an .npz archive opens as a mapping of arrays
+        points.close()
+        raise ValueError(f"points file '{path}': an .npz archive; save one (N, 3) array with np.save")
+    if points.dtype.kind not in "fiu":
+        raise ValueError(f"points file '{path}': holds {points.dtype} values; points must be real numbers")
+    return points
 
-    _print_json(nf.io.describe(args.file) if args.file else nf.backend_info())
+
+def sdf_file(mesh_path, points_npy, out_npy, sign: str = "winding") -> None:
+    """Signed distances of the points in `points_npy` ((N, 3) .npy) to the mesh, written
+    atomically to `out_npy` (float of the input precision). The CLI's `nis-fast sdf`."""
+    points = _load_points(points_npy)
+    float64 = not (points.dtype.kind == "f" and points.dtype.itemsize <= 4)  # integers run in float64 too
+    dist = MeshSDF(mesh_path, float64=float64).sdf(points, sign=sign)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a bare path
+            np.save(f, dist, allow_pickle=False)
+
+    atomic_write(out_npy, write)
+
+
+def cmd_info(args) -> int:
+    _print_json(io.describe(args.file) if args.file else backend_info())
     return 0
 
 
 def cmd_sdf(args) -> int:
-    from .sdf import main_sdf_file
-
-    main_sdf_file(args.mesh, args.points, args.out, sign=args.sign)
+    sdf_file(args.mesh, args.points, args.out, sign=args.sign)
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_fit(args) -> int:
-    import nis_fast as nf
-
     dtype = "float16" if args.fp16 else "float32"
-    nf.io.check_target(args.out, dtype)  # before the fit, not after it
+    io.check_target(args.out, dtype)  # before the fit, not after it
     t0 = time.perf_counter()
-    shape = nf.fit(args.mesh, config=_config(args), device=args.device, seed=args.seed)
+    shape = fit(args.mesh, config=_config(args), device=args.device, seed=args.seed)
     shape.save(args.out, dtype=dtype)
     print(f"fitted {args.mesh} in {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0
 
 
 def cmd_fit_many(args) -> int:
-    import nis_fast as nf
-
     outputs = [os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".nis") for path in args.meshes]
     if len(set(outputs)) != len(outputs):
         raise ValueError("two meshes share a file name, so their .nis files would overwrite each other: "
                          + ", ".join(sorted({o for o in outputs if outputs.count(o) > 1})))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    shapes = nf.fit_many(args.meshes, config=_config(args), device=args.device, seed=args.seed)
+    shapes = fit_many(args.meshes, config=_config(args), device=args.device, seed=args.seed)
     for path, out, shape in zip(args.meshes, outputs, shapes):
         shape.save(out, dtype="float16" if args.fp16 else "float32")
         print(f"{path} -> {out}")
@@ -87,18 +117,13 @@ def cmd_fit_many(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from . import io
-
     io.convert(args.src, args.dst, dtype="float16" if args.fp16 else "float32")
     print(f"wrote {args.dst}")
     return 0
 
 
 def cmd_render(args) -> int:
-    import nis_fast as nf
-    from .decode import save_png
-
-    shape = nf.load(args.shape)
+    shape = load(args.shape)
     width, height = args.size
     t0 = time.perf_counter()
     image = shape.render(width, height, shading=args.shading, device=args.device)
@@ -108,10 +133,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_mesh(args) -> int:
-    import nis_fast as nf
-    from .io import atomic_write
-
-    shape = nf.load(args.shape)
+    shape = load(args.shape)
     t0 = time.perf_counter()
     mesh = shape.to_mesh(resolution=args.resolution, device=args.device)
     ext = os.path.splitext(args.out)[1].lstrip(".") or "ply"
@@ -122,17 +144,12 @@ def cmd_mesh(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import nis_fast as nf
-
-    _print_json(nf.metrics.evaluate(nf.load(args.shape), nf.load_mesh(args.mesh)))
+    _print_json(metrics.evaluate(load(args.shape), load_mesh(args.mesh)))
     return 0
 
 
 def cmd_export(args) -> int:
-    import nis_fast as nf
-    from .io import atomic_write
-
-    source = nf.export(nf.load(args.shape), args.language)
+    source = export(load(args.shape), args.language)
     if args.out:
         def write(tmp):
             with open(tmp, "w") as f:
@@ -147,25 +164,21 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     """Fit the bundled mesh (fast recipe: ~30 s on a 2-core CPU), save the .nis, render a PNG."""
-    import nis_fast as nf
-    from .decode import save_png
-    from .fit import default_device, training_backend
-
     path = args.mesh or example_mesh_path()
     os.makedirs(args.out, exist_ok=True)
-    mesh = nf.load_mesh(path)
+    mesh = load_mesh(path)
     print(f"mesh      {mesh.name}: {mesh.report['vertices']} vertices, {mesh.report['faces']} faces, "
           f"watertight={mesh.report['watertight']}")
-    config = getattr(nf.FitConfig, args.recipe)()
+    config = getattr(FitConfig, args.recipe)()
     print(f"fit       recipe '{args.recipe}': {config.n_samples:,} samples from a {config.pool_size:,}-point pool, "
           f"{config.epochs} epochs, on {training_backend(args.device or default_device())}")
     t0 = time.perf_counter()
-    shape = nf.fit(mesh, config=config, device=args.device, seed=0)
+    shape = fit(mesh, config=config, device=args.device, seed=0)
     t_fit = time.perf_counter() - t0
     nis_path = os.path.join(args.out, "shape.nis")
     shape.save(nis_path)
     print(f"          {t_fit:.1f} s -> {nis_path} ({os.path.getsize(nis_path):,} bytes)")
-    err = nf.metrics.surface_error(shape, mesh, n=20_000)
+    err = metrics.surface_error(shape, mesh, n=20_000)
     print(f"accuracy  mean |f| at 20k surface points: {err:.5f} (unit frame; the paper reports ~1e-3)")
     t0 = time.perf_counter()
     image = shape.render(args.size[0], args.size[1], device=args.device)

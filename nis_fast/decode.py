@@ -2,7 +2,7 @@
 
 The shape lies inside the sphere of radius 0.9 at the origin; queries live in
 [-1, 1]^3. Every function takes the flat 7553-value parameter vector of
-`nis_fast.network` (numpy array or torch tensor) and runs the native code:
+`nis_fast.core.layout` (numpy array or torch tensor) and runs the native code:
 the network is evaluated one point at a time by csrc/include/nis/mlp.h, rays are
 sphere traced by csrc/include/nis/trace.h and cells are triangulated by
 csrc/include/nis/mcubes.h, on the CPU (OpenMP) or on a CUDA GPU (same headers).
@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._backend import cuda_available, cuda_status, data_ptr, device_of, native, stream_ptr
-from .network import N_PARAMS
+from .core.arrays import data_ptr, stream_ptr
+from .core.files import atomic_write
+from .ops.marching_cubes import extract_cells, marching_cubes
+from .ops.mlp import eval_sdf, params_on
+from .ops.native import native, resolve_device
+
+__all__ = ["Camera", "RenderBuffers", "eval_sdf", "render", "render_buffers", "save_png", "grid_points", "sdf_grid",
+           "marching_cubes", "narrow_band_cells", "to_mesh"]
 
 SHADING_MODES = {"lambert": 0, "normals": 1, "depth": 2}
 BOUND_RADIUS = 1.0  # rays are traced inside this sphere; the shape lies within 0.9
@@ -103,75 +109,6 @@ class RenderBuffers:
     hit: np.ndarray     # (H, W) bool
 
 
-def _require_cuda():
-    if not cuda_available():
-        raise RuntimeError(f"nis_fast.decode: CUDA was asked for, but it is not available here ({cuda_status()['reason']})")
-
-
-def _resolve_device(x, device) -> str:
-    """'cpu' or 'cuda': `device` if given, else where x lives; a clear error when CUDA is asked for but absent."""
-    name = device_of(x) if device is None else str(device)
-    if name.startswith("cuda"):
-        _require_cuda()
-        return "cuda"
-    if name == "cpu":
-        return "cpu"
-    raise ValueError(f"nis_fast.decode: device must be 'cpu' or 'cuda', got {device!r}")
-
-
-def _params_on(params, device: str):
-    """The flat parameters as a contiguous float32 array/tensor on `device` (numpy on the CPU)."""
-    if isinstance(params, np.ndarray) or not hasattr(params, "detach"):
-        p = np.asarray(params)
-    else:
-        p = params.detach()
-    if p.ndim != 1 or p.shape[0] != N_PARAMS:
-        raise ValueError(f"nis_fast.decode: params must be a flat vector of {N_PARAMS} values, got shape {tuple(p.shape)}")
-    if device == "cuda":
-        import torch
-
-        _require_cuda()
-        p = torch.as_tensor(p).to(device="cuda", dtype=torch.float32).contiguous()
-        finite = bool(torch.isfinite(p).all())
-    else:
-        p = np.ascontiguousarray(p if isinstance(p, np.ndarray) else p.cpu().numpy(), dtype=np.float32)
-        finite = bool(np.all(np.isfinite(p)))
-    if not finite:  # checked on both devices: a NaN weight must not render silently on one of them
-        raise ValueError("nis_fast.decode: params contain NaN or inf")
-    return p
-
-
-def eval_sdf(params, points, *, with_grad: bool = False):
-    """Network value at points [N, 3] (numpy or torch, any device): sdf [N], and df/dx [N, 3] if with_grad.
-
-    Runs where the points are (CUDA tensor -> GPU). Output has the points' kind,
-    device and floating dtype; the evaluation itself is float32.
-    """
-    device = device_of(points)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"nis_fast.decode.eval_sdf: points must have shape [N, 3], got {tuple(points.shape)}")
-    p = _params_on(params, device)
-    if isinstance(points, np.ndarray):
-        if not np.issubdtype(points.dtype, np.floating):
-            raise TypeError(f"nis_fast.decode.eval_sdf: points must be floating point, got {points.dtype}")
-        x = np.ascontiguousarray(points, dtype=np.float32)
-        sdf = np.empty(len(x), dtype=np.float32)
-        grad = np.empty((len(x), 3), dtype=np.float32) if with_grad else None
-        cast = lambda a: a.astype(points.dtype, copy=False)  # noqa: E731
-    else:
-        import torch
-
-        if not points.is_floating_point():
-            raise TypeError(f"nis_fast.decode.eval_sdf: points must be floating point, got {points.dtype}")
-        x = points.detach().to(torch.float32).contiguous()
-        sdf = torch.empty(len(x), dtype=torch.float32, device=x.device)
-        grad = torch.empty((len(x), 3), dtype=torch.float32, device=x.device) if with_grad else None
-        cast = lambda a: a.to(points.dtype)  # noqa: E731
-    native.sdf_points(device, data_ptr(p), data_ptr(x), len(x), data_ptr(sdf),
-                      data_ptr(grad) if with_grad else 0, stream_ptr(device))
-    return (cast(sdf), cast(grad)) if with_grad else cast(sdf)
-
-
 def _render(params, width, height, camera, device, background, shading, max_steps, eps, relaxation, light, albedo,
             ambient, ao_samples, ao_step, buffers: bool):
     if int(width) != width or int(height) != height or width < 1 or height < 1:
@@ -191,8 +128,8 @@ def _render(params, width, height, camera, device, background, shading, max_step
     light = np.asarray(light, dtype=np.float64)
     light = light / np.linalg.norm(light)
     dist = float(np.linalg.norm(eye))
-    device = _resolve_device(params, device)
-    p = _params_on(params, device)
+    device = resolve_device(params, device)
+    p = params_on(params, device)
 
     shape = (height, width)
     if device == "cuda":
@@ -253,8 +190,6 @@ def save_png(image, path) -> None:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ValueError(f"nis_fast.decode.save_png: expected an (H, W[, 3|4]) uint8 image, got {image.dtype} {image.shape}")
-    from .io import atomic_write
-
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
@@ -279,57 +214,13 @@ def grid_points(resolution: int) -> np.ndarray:
 
 def sdf_grid(params, resolution: int, *, device=None) -> np.ndarray:
     """The network on every node of the resolution^3 grid over [-1, 1]^3: volume[i, j, k] at x_i, y_j, z_k."""
-    device = _resolve_device(params, device)
+    device = resolve_device(params, device)
     pts = grid_points(resolution)
     if device == "cuda":
         import torch
 
         return eval_sdf(params, torch.from_numpy(pts).cuda()).cpu().numpy().reshape((resolution,) * 3)
     return eval_sdf(params, pts).reshape((resolution,) * 3)
-
-
-def _extract(values, node_keys, cells, ny: int, nz: int, level: float, device: str):
-    """Marching cubes over `cells` (int64 low-corner node keys) of a node grid with `values` at the sorted
-    `node_keys` (None: a dense grid in C order); torch tensors on `device`. Three native passes (cases, triangle
-    edge keys, vertices) around a prefix sum and the welding: one vertex per distinct grid-edge key."""
-    import torch
-
-    grid = (data_ptr(values), 0 if node_keys is None else data_ptr(node_keys),
-            len(values) if node_keys is None else len(node_keys), ny, nz, float(level))
-    stream = stream_ptr(device)
-    cases = torch.empty(len(cells), dtype=torch.uint8, device=cells.device)
-    counts = torch.empty(len(cells), dtype=torch.int64, device=cells.device)
-    native.mc_cell_cases(device, *grid, data_ptr(cells), len(cells), data_ptr(cases), data_ptr(counts), stream)
-    crossed = counts > 0
-    cells, cases, counts = cells[crossed], cases[crossed], counts[crossed]
-    first = torch.cumsum(counts, 0) - counts
-    keys = torch.empty(3 * int(counts.sum()), dtype=torch.int64, device=cells.device)
-    native.mc_cell_edges(device, *grid, data_ptr(cells), data_ptr(cases), data_ptr(first), len(cells),
-                         data_ptr(keys), stream)
-    edges, corner_vertex = torch.unique(keys, return_inverse=True)
-    vertices = torch.empty((len(edges), 3), dtype=torch.float32, device=cells.device)
-    native.mc_edge_vertices(device, *grid, data_ptr(edges), len(edges), data_ptr(vertices), stream)
-    return vertices, corner_vertex.reshape(-1, 3).to(torch.int32)
-
-
-def marching_cubes(volume, level: float = 0.0):
-    """Marching cubes on a dense volume [nx, ny, nz]: (vertices [V, 3] float32 in index units, faces [F, 3] int32).
-
-    Classic Lorensen-Cline cases (no ambiguity resolution), one vertex per crossed
-    grid edge (a welded, indexed mesh), faces wound so that their normals point
-    towards increasing values (outwards for an SDF). The same mesh as
-    skimage.measure.marching_cubes(volume, level, method="lorensen") (default gradient_direction="descent").
-    """
-    import torch
-
-    volume = np.ascontiguousarray(volume, dtype=np.float32)
-    if volume.ndim != 3 or min(volume.shape) < 2:
-        raise ValueError(f"nis_fast.decode.marching_cubes: need a 3D volume of at least 2x2x2, got {volume.shape}")
-    nx, ny, nz = volume.shape
-    i, j, k = torch.meshgrid(torch.arange(nx - 1), torch.arange(ny - 1), torch.arange(nz - 1), indexing="ij")
-    cells = ((i * ny + j) * nz + k).reshape(-1)
-    vertices, faces = _extract(torch.from_numpy(volume.reshape(-1)), None, cells, ny, nz, level, "cpu")
-    return vertices.numpy(), faces.numpy()
 
 
 _CHILD_OFFSETS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
@@ -345,7 +236,7 @@ def narrow_band_cells(params, resolution: int, *, level: float = 0.0, safety: fl
     """
     import torch
 
-    device = _resolve_device(params, device)
+    device = resolve_device(params, device)
     n_cells = resolution - 1
     h = 2.0 / n_cells
     size = 1
@@ -390,6 +281,6 @@ def to_mesh(params, resolution: int = 256, *, device=None, level: float = 0.0, s
     values = eval_sdf(params, _node_positions(nodes, h))
     cell_keys = (cells[:, 0] * resolution + cells[:, 1]) * resolution + cells[:, 2]
     device = "cuda" if cells.is_cuda else "cpu"
-    vertices, faces = _extract(values, node_keys, cell_keys, resolution, resolution, level, device)
+    vertices, faces = extract_cells(values, node_keys, cell_keys, resolution, resolution, level, device)
     vertices, faces = vertices.cpu().numpy(), faces.cpu().numpy()
     return vertices * np.float32(h) - np.float32(1.0), faces

@@ -1,7 +1,7 @@
 """Embeddable decoders: self-contained C, GLSL or HLSL source that evaluates one
 shape's signed distance, with its 7553 weights and normalisation baked in.
 
-The generated function walks the flat parameter layout of nis_fast.network
+The generated function walks the flat parameter layout of nis_fast.core.layout
 (Keras order: per layer W [fan_in, fan_out] row-major, then b) with plain loops,
 so the source is small, dependency-free and easy to audit:
 
@@ -18,8 +18,8 @@ import re
 
 import numpy as np
 
-from .mesh import IDENTITY, Normalization
-from .network import HIDDEN, LAYER_SIZES, N_PARAMS, OFFSETS
+from .core.layout import HIDDEN, LAYER_SIZES, N_PARAMS, OFFSETS
+from .core.normalization import IDENTITY, Normalization
 
 LANGUAGES = ("c", "glsl", "hlsl")
 
@@ -67,7 +67,7 @@ def export_source(params, language: str = "c", transform: Normalization = IDENTI
     d = _DIALECT[language]
     f = d["suffix"]
     n_layers = len(LAYER_SIZES)
-    # Layer offsets as literal tables; the loops below read W[o + i * fan_out + j] like network.unflatten.
+    # Layer offsets as literal tables; the loops below read W[o + i * fan_out + j] like layout.unflatten.
     w_off = ", ".join(str(w) for w, _ in OFFSETS)
     b_off = ", ".join(str(b) for _, b in OFFSETS)
     fan_in = ", ".join(str(i) for i, _ in LAYER_SIZES)

@@ -9,9 +9,8 @@ min_delta 1e-4, cooldown 0, min_lr 0).
 Training backends, chosen once per fit:
 - CUDA with nis_fast.kernels importable: the fused Triton loss+gradient and Adam kernels,
   each epoch's steps replayed from a CUDA graph (FitConfig.cuda_graphs);
-- otherwise (CPU, or CUDA without the kernels): `TorchLossGrad`, a compact
-  manual forward/backward (addmm into preallocated buffers, one flat gradient
-  vector), tested against torch autograd in tests/test_fit.py.
+- otherwise (CPU, or CUDA without the kernels): `nis_fast.ops.mlp.TorchLossGrad`, a
+  compact manual forward/backward into preallocated buffers, and `adam_step_torch`.
 """
 from __future__ import annotations
 
@@ -26,14 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from . import network
-from .mesh import IDENTITY, Mesh, load_mesh
+from .core.adam import adam_step_size
+from .core.layout import glorot_uniform
+from .core.normalization import IDENTITY
+from .core.precision import TRAINING_PRECISIONS, training_kernel_precision
+from .mesh import Mesh, load_mesh
+from .mesh_sdf import MeshSDF
 from .model import NeuralSDF
+from .ops.mlp import TorchLossGrad, adam_step_torch
+from .ops.native import cuda_available
 from .sampling import importance_samples
-
-
-# FitConfig.precision -> the fused kernels' name for it (accumulation is float32 in all).
-_KERNEL_PRECISION = {"float32": "fp32", "tf32x3": "tf32x3", "tf32": "tf32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass
@@ -56,7 +57,7 @@ class FitConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
     precision: str = "float32"  # matmul operands: float32 | tf32x3 | tf32 | float16 | bfloat16 (all but float32:
-    #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: kernel_precision)
+    #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: training_kernel_precision)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
     cuda_graphs: bool = True  # fused-kernel fits on CUDA replay each epoch's steps as one CUDA graph (_KernelEpochs)
 
@@ -69,8 +70,8 @@ class FitConfig:
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
         if not isinstance(self.cuda_graphs, bool):
             bad.append(f"cuda_graphs={self.cuda_graphs!r} (expected True or False)")
-        if self.precision not in _KERNEL_PRECISION:
-            bad.append(f"precision={self.precision!r} (expected one of {sorted(_KERNEL_PRECISION)})")
+        if self.precision not in TRAINING_PRECISIONS:
+            bad.append(f"precision={self.precision!r} (expected one of {sorted(TRAINING_PRECISIONS)})")
         if not 0 <= self.uniform_fraction < 1:
             bad.append(f"uniform_fraction={self.uniform_fraction!r} (expected 0 <= f < 1)")
         if not (0 < self.plateau_factor <= 1 and 0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
@@ -87,9 +88,8 @@ class FitConfig:
     def fast(cls) -> "FitConfig":
         """A cheaper recipe for the CPU: a 2e6 pool (5x fewer exact distances), 1% of the samples
         uniform over the pool (the far field: the paper's grid metric), and 30 epochs with a cosine
-        decay from lr 2e-3 (30% of the paper's sample-passes): ~27 s per shape on the 2-core CPU, and
-        at least as accurate as the paper's released networks on all three of its metrics (thingi10k
-        32770, 37825, 70375; benchmarks/RESULTS.md)."""
+        decay from lr 2e-3 (30% of the paper's sample-passes); benchmarks/bench_fit_accuracy.py compares
+        it with the paper's recipe and released networks (benchmarks/RESULTS.md)."""
         return cls(pool_size=2_000_000, n_samples=1_000_000, uniform_fraction=0.01, epochs=30, batch_size=2048,
                    lr=2e-3, schedule="cosine")
 
@@ -104,73 +104,10 @@ class FitConfig:
 
 # --- training steps -------------------------------------------------------------------
 
-class TorchLossGrad:
-    """L1 loss and its gradient w.r.t. the flat parameters, by a manual forward/backward.
-
-    Same maths as torch autograd on network.forward_torch (the test checks it), with
-    every activation and gradient written into buffers allocated once for `max_batch`.
-    call(params, x [b, 3], target [b]) -> (mean |f(x) - target| as a 0-d tensor, grad [7553]).
-    """
-
-    def __init__(self, max_batch: int, device, dtype=torch.float32):
-        self.hidden = [torch.empty(max_batch, fan_out, device=device, dtype=dtype)
-                       for _, fan_out in network.LAYER_SIZES[:-1]]
-        self.out = torch.empty(max_batch, 1, device=device, dtype=dtype)
-        self.grad = torch.zeros(network.N_PARAMS, device=device, dtype=dtype)
-        self.grad_layers = network.unflatten(self.grad)
-        self._layers_of = None  # (data_ptr, layer views) of the last params seen: views cost 6% of a step
-
-    def __call__(self, params, x, target):
-        b = len(x)
-        if self._layers_of is None or self._layers_of[0] != params.data_ptr():
-            self._layers_of = (params.data_ptr(), network.unflatten(params))
-        layers = self._layers_of[1]
-        acts = [x] + [h[:b] for h in self.hidden]
-        for (w, bias), h_in, h_out in zip(layers[:-1], acts[:-1], acts[1:]):
-            torch.addmm(bias, h_in, w, out=h_out).relu_()
-        y = torch.addmm(layers[-1][1], acts[-1], layers[-1][0], out=self.out[:b]).tanh_()
-        err = y[:, 0] - target
-        loss = err.abs().mean()
-        # d loss / d z_out = sign(err) / b * (1 - y^2): the tanh derivative from its output.
-        dz = (torch.sign(err) / b).unsqueeze(1).mul_(1 - y * y)
-        for i in range(len(layers) - 1, -1, -1):
-            w, _ = layers[i]
-            gw, gb = self.grad_layers[i]
-            torch.mm(acts[i].t(), dz, out=gw)
-            torch.sum(dz, 0, out=gb)
-            if i:
-                # ReLU backward: keep the gradient where the layer's output was positive.
-                dz = torch.ops.aten.threshold_backward(dz @ w.t(), acts[i], 0)
-        return loss, self.grad
-
-
-def adam_step_size(lr: float, step: int, beta1: float, beta2: float) -> float:
-    """Keras' Adam step size: lr with the bias corrections of both moments folded in (step counts from 1)."""
-    return lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-
-
-def adam_step_torch(params, grad, m, v, step: int, lr: float, beta1: float, beta2: float, eps: float):
-    """Keras' Adam update, in place on flat tensors (step counts from 1)."""
-    m.mul_(beta1).add_(grad, alpha=1 - beta1)
-    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    params.addcdiv_(m, v.sqrt().add_(eps), value=-adam_step_size(lr, step, beta1, beta2))
-
-
 def _check_precision(device, config: FitConfig) -> None:
     if config.precision != "float32" and training_backend(device) != "triton":
         raise ValueError(f"FitConfig.precision={config.precision!r} needs the fused kernels on a CUDA device; "
                          f"training on {device} runs the PyTorch path in float32")
-
-
-def kernel_precision(precision: str, device) -> str:
-    """The fused kernels' precision for a FitConfig precision on `device`. float32 on a GPU with tf32
-    tensor cores (sm_80 and newer) runs as tf32x3, three tf32 products a product: float32 accuracy (errors
-    ~2e-7 relative on an H200, inside the kernels' fp32 bounds) at tensor-core speed, where the kernels'
-    FMA fp32 took 10x as long at a batch of 1e6 and 1.5x at the paper's 2048 (benchmarks/RESULTS.md)."""
-    device = torch.device(device)
-    if precision == "float32" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
-        return "tf32x3"
-    return _KERNEL_PRECISION[precision]
 
 
 def training_backend(device) -> str:
@@ -249,14 +186,13 @@ class _KernelEpochs(_Epochs):
     """The fused kernels, S shapes in each launch. Each step's Adam step size (one per shape) is read from
     a table the host fills once an epoch, so an epoch is the same launches every time: with
     config.cuda_graphs on CUDA they are captured as one CUDA graph in the second epoch (the first compiles
-    the kernels) and replayed from then on, which takes the host out of the steps. At the paper's batch
-    that overhead is of the kernels' own size: on an H200 the Adam launch, microseconds of GPU work,
-    took 21 us a call from Python, and the loss-gradient kernel 13 us of GPU time."""
+    the kernels) and replayed from then on, which takes the host out of the steps: at the paper's batch
+    a launch from Python costs about as much as the kernels' own GPU time (benchmarks/RESULTS.md)."""
 
     def __init__(self, params, epoch_x, epoch_t, config: FitConfig, kernels):
         super().__init__(params, epoch_x, epoch_t, config)
         loss_and_grad, self.adam_update = kernels
-        precision = kernel_precision(config.precision, params.device)
+        precision = training_kernel_precision(config.precision, params.device)
         self.loss_and_grad = lambda p, x, t: loss_and_grad(p, x, t, precision=precision)
         self.alphas = torch.empty(len(self.batches), len(params), dtype=torch.float32, device=params.device)
         self.use_graph = config.cuda_graphs and params.device.type == "cuda"
@@ -367,8 +303,6 @@ def _progress_bar(total, progress):
 # --- public entry points -------------------------------------------------------------
 
 def default_device() -> torch.device:
-    from ._backend import cuda_available
-
     return torch.device("cuda" if cuda_available() else "cpu")
 
 
@@ -376,8 +310,6 @@ def _target(mesh, device):
     """(sdf_fn in the unit frame, transform, source description) for a mesh or an analytic SDF."""
     if callable(mesh) and not isinstance(mesh, (Mesh, str)) and not hasattr(mesh, "faces"):
         return mesh, IDENTITY, {"name": getattr(mesh, "__name__", repr(mesh)), "kind": "callable sdf (unit frame)"}
-    from .sdf import MeshSDF
-
     mesh = mesh if isinstance(mesh, Mesh) else load_mesh(mesh)
     digest = hashlib.sha256(mesh.vertices.tobytes() + mesh.faces.tobytes()).hexdigest()
     source = {"name": mesh.name, "sha256": digest, "vertices": len(mesh.vertices), "faces": len(mesh.faces)}
@@ -401,9 +333,7 @@ def _torch_threads(threads, device):
 
     Why 1: a 32-wide layer gives each OpenMP thread microseconds of work between barriers, so a
     second thread gains little, and when another process takes a core the spinning threads
-    collapse (measured on a shared 2-core machine, batch 2048: 9 ms per step with one thread,
-    160-230 ms with two; on the same machine idle, a whole `fast` fit of spot took 27.6 s with one
-    thread and 28.8 s with two). CUDA fits leave the setting alone."""
+    collapse (benchmarks/RESULTS.md). CUDA fits leave the setting alone."""
     before = torch.get_num_threads()
     if threads is None and device.type == "cpu":
         threads = 1
@@ -429,7 +359,7 @@ def _samples(mesh, config, device, seed):
 def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
     backend = training_backend(device)
     recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": backend,
-              "kernel_precision": kernel_precision(config.precision, device) if backend == "triton" else None,
+              "kernel_precision": training_kernel_precision(config.precision, device) if backend == "triton" else None,
               "torch_threads": torch.get_num_threads(),
               "final_loss": final_loss, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     return NeuralSDF(params, transform, {"recipe": recipe, "source": source})
@@ -438,7 +368,7 @@ def _shape(params, transform, source, config, device, seed, final_loss, seconds)
 def _fit(mesh, config, device, seed, progress, callback):
     points, targets, transform, source, sampling_seconds = _samples(mesh, config, device, seed)
     t0 = time.perf_counter()
-    params = torch.from_numpy(network.glorot_uniform(seed)).to(device)[None]
+    params = torch.from_numpy(glorot_uniform(seed)).to(device)[None]
     per_shape = None if callback is None else (lambda s, epoch, loss, lr: callback(epoch, loss, lr))
     history = train(params, points[None], targets[None], config, seed, progress, per_shape)
     seconds = {**sampling_seconds, "training": time.perf_counter() - t0}
@@ -461,7 +391,7 @@ def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0
                 for i, mesh in enumerate(meshes)]
     sets = [_samples(mesh, config, device, seed + i) for i, mesh in enumerate(meshes)]
     t0 = time.perf_counter()
-    params = torch.stack([torch.from_numpy(network.glorot_uniform(seed + i)) for i in range(len(meshes))]).to(device)
+    params = torch.stack([torch.from_numpy(glorot_uniform(seed + i)) for i in range(len(meshes))]).to(device)
     history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seed,
                     progress, callback)
     training_s = (time.perf_counter() - t0) / len(meshes)  # each shape's share of the batched run

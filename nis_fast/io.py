@@ -1,7 +1,7 @@
 """Weight files: the `.nis` format (ours) and the paper's Keras HDF5 files.
 
 `.nis` = a safetensors file holding ONE flat tensor "params" (the 7553 values in
-the layout of `nis_fast.network`, float32 or float16) and, in the safetensors
+the layout of `nis_fast.core.layout`, float32 or float16) and, in the safetensors
 header's `__metadata__`, two strings:
   "nis"          a JSON document: format name + version, architecture, the
                  normalisation transform, the training recipe, the source mesh's
@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
-from . import network
-from .mesh import IDENTITY, Normalization
+from .core import __version__, layout
+from .core.files import atomic_write
+from .core.normalization import IDENTITY, Normalization
 
 FORMAT_NAME = "nis_fast.neural_sdf"
 FORMAT_VERSION = 1
@@ -49,63 +49,19 @@ class NisFileError(ValueError):
 def architecture() -> dict:
     """The network description stored in every file and required equal on load."""
     return {
-        "layers": [list(s) for s in network.LAYER_SIZES],
+        "layers": [list(s) for s in layout.LAYER_SIZES],
         "activation": "relu",
         "output_activation": "tanh",
-        "n_params": network.N_PARAMS,
+        "n_params": layout.N_PARAMS,
         "layout": "keras: per layer W[fan_in, fan_out] row-major, then b",
     }
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-# --- atomic writes ----------------------------------------------------------------
-
-def _read_umask() -> int:
-    umask = os.umask(0)  # the only portable way to read it; done once, at import, before any threads write
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def _new_file_mode(path) -> int:
-    """The mode a plain open(path, "w") would give: the existing file's, else 0666 less the umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
-
-
-def atomic_write(path, write):
-    """Call write(tmp_path) on a temp file beside `path`, then os.replace it into place.
-    On any failure the temp file is removed and `path` is left as it was."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; a written file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # --- .nis ---------------------------------------------------------------------------
 
 def _document(transform: Normalization, metadata: dict) -> dict:
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "architecture": architecture(),
-           "transform": transform.to_dict(), "nis_fast_version": _version()}
+           "transform": transform.to_dict(), "nis_fast_version": __version__}
     for key in ("recipe", "source", "metrics", "notes"):
         if metadata.get(key) is not None:
             doc[key] = metadata[key]
@@ -162,9 +118,9 @@ def read_nis(path):
         got = info.get("dtype") if isinstance(info, dict) else info
         fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {got!r}")
     dtype = _DTYPES[info["dtype"]]
-    if info.get("shape") != [network.N_PARAMS]:
-        fail(f"tensor {TENSOR_NAME!r} has shape {info.get('shape')}, expected [{network.N_PARAMS}]")
-    nbytes = network.N_PARAMS * np.dtype(dtype).itemsize
+    if info.get("shape") != [layout.N_PARAMS]:
+        fail(f"tensor {TENSOR_NAME!r} has shape {info.get('shape')}, expected [{layout.N_PARAMS}]")
+    nbytes = layout.N_PARAMS * np.dtype(dtype).itemsize
     if info.get("data_offsets") != [0, nbytes]:
         fail(f"tensor {TENSOR_NAME!r} has data offsets {info.get('data_offsets')}, expected [0, {nbytes}]")
     body = data[8 + n:]
@@ -188,7 +144,7 @@ def _check_document(doc, fail) -> Normalization:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         fail(f"format is {doc.get('format') if isinstance(doc, dict) else doc!r}, expected {FORMAT_NAME!r}")
     if doc.get("version") not in SUPPORTED_VERSIONS:
-        fail(f"format version {doc.get('version')!r} is not supported (this nis_fast {_version()} reads "
+        fail(f"format version {doc.get('version')!r} is not supported (this nis_fast {__version__} reads "
              f"versions {list(SUPPORTED_VERSIONS)})")
     if doc.get("architecture") != architecture():
         fail(f"architecture {doc.get('architecture')!r} differs from this engine's {architecture()!r}")
@@ -238,21 +194,21 @@ def _as_numpy_params(params) -> np.ndarray:
     if hasattr(params, "detach"):
         params = params.detach().cpu().numpy()
     params = np.asarray(params)
-    if params.shape != (network.N_PARAMS,):
-        raise ValueError(f"expected a flat parameter vector of {network.N_PARAMS} values, got shape {params.shape}")
+    if params.shape != (layout.N_PARAMS,):
+        raise ValueError(f"expected a flat parameter vector of {layout.N_PARAMS} values, got shape {params.shape}")
     return params.astype(np.float32)
 
 
 # --- Keras .h5 ----------------------------------------------------------------------
 
-_LAYER_NAMES = ["dense"] + [f"dense_{i}" for i in range(1, len(network.LAYER_SIZES))]
+_LAYER_NAMES = ["dense"] + [f"dense_{i}" for i in range(1, len(layout.LAYER_SIZES))]
 
 
 def save_h5(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None):
     """Write the layout of the paper's released Keras weight files, atomically."""
     import h5py
 
-    layers = network.unflatten(_as_numpy_params(params))
+    layers = layout.unflatten(_as_numpy_params(params))
     doc_text = json.dumps(_document(transform, metadata or {}), sort_keys=True)
 
     def write(tmp):
@@ -284,11 +240,11 @@ def read_h5(path):
     with f:
         root = f["model_weights"] if "model_weights" in f else f
         names = [_text(n) for n in root.attrs.get("layer_names", [])]
-        if len(names) != len(network.LAYER_SIZES):
-            fail(f"expected {len(network.LAYER_SIZES)} Dense layers (the paper's 3-32x8-1 network), "
+        if len(names) != len(layout.LAYER_SIZES):
+            fail(f"expected {len(layout.LAYER_SIZES)} Dense layers (the paper's 3-32x8-1 network), "
                  f"found layer_names {names}")
         layers = []
-        for name, (fan_in, fan_out) in zip(names, network.LAYER_SIZES):
+        for name, (fan_in, fan_out) in zip(names, layout.LAYER_SIZES):
             try:
                 weight_names = [_text(w) for w in root[name].attrs["weight_names"]]
                 arrays = {w.rsplit("/", 1)[-1]: np.asarray(root[name][w]) for w in weight_names}
@@ -303,7 +259,7 @@ def read_h5(path):
                      f"{(fan_in, fan_out)} and bias:0 {(fan_out,)}")
             layers.append((w, b))
         _check_keras_config(f, fail)
-        params = network.flatten(layers).astype(np.float32)
+        params = layout.flatten(layers).astype(np.float32)
         if not np.all(np.isfinite(params)):
             fail("parameters contain NaN or infinite values")
         if "nis" in f.attrs:
@@ -326,7 +282,7 @@ def _check_keras_config(f, fail):
         acts = [l["config"].get("activation") for l in layers]
     except (AttributeError, KeyError, TypeError):
         fail("the Keras model_config attribute does not describe a Keras model")
-    expected = ["relu"] * (len(network.LAYER_SIZES) - 1) + ["tanh"]
+    expected = ["relu"] * (len(layout.LAYER_SIZES) - 1) + ["tanh"]
     if acts != expected:
         fail(f"Keras model activations {acts} differ from the paper's {expected}")
 
@@ -345,15 +301,6 @@ def read(path):
     if ext in (".h5", ".hdf5"):
         return read_h5(path)
     raise NisFileError(f"{os.fspath(path)}: unknown extension {ext!r} (expected .nis or .h5)")
-
-
-def load(path):
-    """A NeuralSDF from a .nis or Keras .h5 file."""
-    from .model import NeuralSDF
-
-    params, transform, metadata = read(path)
-    metadata["loaded_from"] = os.fspath(path)
-    return NeuralSDF(params, transform, metadata)
 
 
 def check_target(path, dtype="float32") -> str:
@@ -379,7 +326,7 @@ def save(path, params, transform, metadata, dtype="float32"):
 
 def convert(src, dst, dtype="float32"):
     """Convert between .nis and .h5 (either direction, or re-save with another dtype)."""
-    load(src).save(dst, dtype=dtype)
+    save(dst, *read(src), dtype=dtype)
 
 
 def describe(path) -> dict:

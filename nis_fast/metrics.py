@@ -14,14 +14,17 @@ and the usual geometric comparisons, also in the unit frame:
   for the mesh, f < 0 for the shape).
 
 `mesh` is anything load_mesh takes; `sdf_fn` (exact SDF in the unit frame) defaults to
-nis_fast.sdf.MeshSDF(mesh, space="unit").sdf and may be passed to reuse one BVH.
+nis_fast.MeshSDF(mesh, space="unit").sdf and may be passed to reuse one BVH.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .mesh import IDENTITY, Mesh, load_mesh
+from .core.normalization import IDENTITY
+from .decode import to_mesh
+from .mesh import Mesh, load_mesh
+from .mesh_sdf import MeshSDF
 from .sampling import importance_samples, surface_samples
 
 _CHUNK = 1 << 20
@@ -32,8 +35,6 @@ def _mesh(mesh) -> Mesh:
 
 
 def _exact_sdf(mesh):
-    from .sdf import MeshSDF
-
     return MeshSDF(mesh, space="unit").sdf
 
 
@@ -78,8 +79,6 @@ def chamfer_hausdorff(shape, mesh, n: int = 100_000, resolution: int = 128, seed
 def surface_distance(reference: Mesh, other: Mesh, n: int = 100_000, seed: int = 0) -> tuple[float, float]:
     """(Chamfer, Hausdorff) between two meshes in the reference's unit frame: `other` is given in
     that frame already (its own transform is ignored). Exact point-to-triangle distances both ways."""
-    from .sdf import MeshSDF
-
     other = Mesh(other.vertices, other.faces, IDENTITY, other.name)
     a = surface_samples(reference, n, seed)
     b = surface_samples(other, n, seed + 1, space="world")
@@ -90,16 +89,12 @@ def surface_distance(reference: Mesh, other: Mesh, n: int = 100_000, seed: int =
 
 def shape_mesh_unit(shape, resolution: int):
     """The shape's marching-cubes mesh in the unit frame, as float64 vertices and int32 faces."""
-    from . import decode
-
-    vertices, faces = decode.to_mesh(shape.params, resolution=resolution)
+    vertices, faces = to_mesh(shape.params, resolution=resolution)
     return np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int32)
 
 
 def normal_consistency(shape, mesh, n: int = 100_000, seed: int = 0) -> float:
     """Mean |cos| between face normals and the network's gradient at surface samples of the mesh."""
-    from .sdf import MeshSDF
-
     mesh = _mesh(mesh)
     points = surface_samples(mesh, n, seed)
     faces = np.asarray(MeshSDF(mesh, space="unit", float64=True).closest(points)[2])
@@ -115,8 +110,6 @@ def normal_consistency(shape, mesh, n: int = 100_000, seed: int = 0) -> float:
 
 def iou(shape, mesh, n: int = 1_000_000, seed: int = 0) -> float:
     """Volumetric IoU at n uniform points of [-1, 1]^3 (mesh inside: winding number > 1/2; shape inside: f < 0)."""
-    from .sdf import MeshSDF
-
     points = torch.from_numpy(np.random.default_rng(seed).uniform(-1, 1, size=(n, 3)).astype(np.float32))
     inside_mesh = torch.as_tensor(MeshSDF(_mesh(mesh), space="unit").contains(points))
     with torch.no_grad():

@@ -1,12 +1,17 @@
 """NeuralSDF: one fitted shape = 7553 parameters + the normalisation transform + metadata."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
-from . import io, network
-from ._backend import device_of
-from .mesh import IDENTITY, Normalization
+from . import decode, io
+from .core.arrays import device_of
+from .core.layout import N_PARAMS
+from .core.normalization import IDENTITY, Normalization
+from .ops.mlp import eval_sdf, mlp_forward_torch
+from .ops.native import cuda_available
 
 _EVAL_CHUNK = 1 << 18  # rows per forward pass: bounds memory to ~40 MB of activations
 
@@ -14,15 +19,15 @@ _EVAL_CHUNK = 1 << 18  # rows per forward pass: bounds memory to ~40 MB of activ
 class NeuralSDF:
     """A weight-encoded neural implicit shape.
 
-    params    flat float32 torch tensor of 7553 values (layout: nis_fast.network)
-    transform mesh.Normalization taking world coordinates to the unit frame the network was fitted in
+    params    flat float32 torch tensor of 7553 values (layout: nis_fast.core.layout)
+    transform core.normalization.Normalization taking world coordinates to the unit frame the network was fitted in
     metadata  dict: recipe, source mesh hash, metrics, notes, ...
     """
 
     def __init__(self, params, transform: Normalization = IDENTITY, metadata: dict | None = None):
         params = torch.as_tensor(params).detach()
-        if params.shape != (network.N_PARAMS,):
-            raise ValueError(f"NeuralSDF: expected {network.N_PARAMS} parameters, got shape {tuple(params.shape)}")
+        if params.shape != (N_PARAMS,):
+            raise ValueError(f"NeuralSDF: expected {N_PARAMS} parameters, got shape {tuple(params.shape)}")
         if not torch.isfinite(params).all():
             raise ValueError("NeuralSDF: parameters contain NaN or infinite values")
         self.params = params.to(torch.float32).contiguous()
@@ -64,15 +69,10 @@ class NeuralSDF:
         p = p.float()
         if len(p) == 0:
             d = p.new_zeros(0)
-        elif not p.requires_grad and p.device.type == "cpu":
-            # The native evaluator (the tracer's own forward, OpenMP): 5-7x torch eager on the CPU.
-            # CUDA keeps torch until that kernel has been checked on a GPU (benchmarks/gpu_suite.sh).
-            from . import decode
-
-            d = decode.eval_sdf(self.params, p)
-        else:
-            with torch.set_grad_enabled(p.requires_grad):
-                d = torch.cat([network.forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)])
+        elif not p.requires_grad and (p.device.type == "cpu" or cuda_available()):
+            d = eval_sdf(self.params, p)  # the decoders' own forward (csrc/include/nis/mlp.h)
+        else:  # gradients asked for, or a CUDA tensor with a native module built without CUDA
+            d = torch.cat([mlp_forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)])
         if space == "world":
             d = d / self.transform.scale
         d = d.reshape(shape)
@@ -84,16 +84,12 @@ class NeuralSDF:
 
     def render(self, width: int = 512, height: int = 512, camera=None, **opts) -> np.ndarray:
         """(height, width, 3) uint8 image by sphere tracing, in the unit frame (nis_fast.decode.render)."""
-        from . import decode
-
         return decode.render(self.params, width, height, camera=camera, **opts)
 
     def to_mesh(self, resolution: int = 256, **opts):
         """Marching-cubes mesh of the zero level set, in world coordinates (trimesh.Trimesh);
         opts go to nis_fast.decode.to_mesh."""
         import trimesh
-
-        from . import decode
 
         vertices, faces = decode.to_mesh(self.params, resolution=resolution, **opts)
         vertices = self.transform.to_world(np.asarray(vertices, dtype=np.float64))
@@ -102,4 +98,6 @@ class NeuralSDF:
 
 def load(path) -> NeuralSDF:
     """A NeuralSDF from a .nis or Keras .h5 file (chosen by extension), fully validated."""
-    return io.load(path)
+    params, transform, metadata = io.read(path)
+    metadata["loaded_from"] = os.fspath(path)
+    return NeuralSDF(params, transform, metadata)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .mesh import Mesh, load_mesh
+
 POOL_CHUNK = 1 << 20  # pool points per SDF call: ~12 MB of float32 points
 
 
@@ -100,8 +102,6 @@ def surface_samples(mesh, n: int, seed: int = 0, space: str = "unit") -> np.ndar
 
     mesh: anything load_mesh takes. space: "unit" (normalised frame) or "world".
     """
-    from .mesh import Mesh, load_mesh
-
     if space not in ("unit", "world"):
         raise ValueError(f"space must be 'unit' or 'world', got {space!r}")
     mesh = mesh if isinstance(mesh, Mesh) else load_mesh(mesh, warn=False)

@@ -11,7 +11,10 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = next((p for p in (REPO.parent / "shared", Path("/work/shared")) if (p / "meshes").is_dir()), REPO.parent / "shared")
+# The shared test data sits beside the repository (or inside it, on machines that copy it there);
+# NIS_FAST_SHARED names another place.
+SHARED = Path(os.environ["NIS_FAST_SHARED"]) if os.environ.get("NIS_FAST_SHARED") else next(
+    (p for p in (REPO.parent / "shared", REPO / "shared") if (p / "meshes").is_dir()), REPO.parent / "shared")
 MESHES = SHARED / "meshes"
 PAPER_WEIGHTS = SHARED / "paper_weights"
 
@@ -26,7 +29,7 @@ def mesh_path(name: str) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    from nis_fast._backend import cuda_available, cuda_status
+    from nis_fast.ops.native import cuda_available, cuda_status
 
     if cuda_available():
         return

@@ -3,8 +3,9 @@ inside the unit cube), an exact rotated cube, and the paper's released car (if .
 import numpy as np
 import pytest
 
-from nis_fast._reference import box_network, keras_h5_params
-from nis_fast.network import LAYER_SIZES, OFFSETS, forward_numpy, glorot_uniform
+from reference import box_network, keras_h5_params
+from nis_fast.core.layout import LAYER_SIZES, OFFSETS, glorot_uniform
+from reference import _mlp_forward_numpy as forward_numpy
 from tests.conftest import PAPER_WEIGHTS
 
 

@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from nis_fast import _backend
+from nis_fast.ops import native as _backend
 
 
 def _cpuinfo(tmp_path, flags):

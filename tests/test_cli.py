@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import nis_fast as nf
-from nis_fast import _backend
+from nis_fast.ops import native as _backend
 from nis_fast.cli import build_parser, example_mesh_path, main
 from tests.conftest import PAPER_WEIGHTS
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from nis_fast.export import export, export_source
-from nis_fast.mesh import Normalization
-from nis_fast.network import forward_numpy, glorot_uniform
+from nis_fast.core.normalization import Normalization
+from nis_fast.core.layout import glorot_uniform
+from reference import _mlp_forward_numpy as forward_numpy
 
 C_MAIN = r"""
 #include <stdio.h>

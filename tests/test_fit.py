@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import nis_fast as nf
-from nis_fast import network
-from nis_fast.fit import FitConfig, TorchLossGrad, _Plateau, adam_step_torch
-from nis_fast.mesh import Normalization
+from nis_fast.core import layout as network
+from nis_fast.fit import FitConfig, _Plateau
+from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch
+from nis_fast.core.normalization import Normalization
 from nis_fast.sampling import importance_samples
+from reference import _forward
 
 # One thread: tests share a small machine, where two OpenMP threads on 32-wide layers mostly wait.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,7 +36,7 @@ def test_manual_gradient_matches_autograd(n):
     loss, grad = TorchLossGrad(1024, "cpu")(params, x, target)
 
     p = params.clone().requires_grad_()
-    ref = (network.forward_torch(p, x) - target).abs().mean()
+    ref = (_forward(p, x) - target).abs().mean()
     ref.backward()
     assert torch.allclose(loss, ref.detach(), rtol=1e-6, atol=0)
     assert torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-7), (grad - p.grad).abs().max()
@@ -119,7 +121,7 @@ def test_sdf_native_evaluation_matches_the_torch_forward():
     assert native.dtype == torch_path.dtype and not native.requires_grad and torch_path.requires_grad
     torch.testing.assert_close(native, torch_path.detach(), rtol=1e-5, atol=1e-6)
     unit = shape.sdf(p.float(), space="unit")
-    reference = network.forward_torch(shape.params, p.float())
+    reference = _forward(shape.params, p.float())
     torch.testing.assert_close(unit, reference, rtol=1e-5, atol=1e-6)
     assert shape.sdf(np.zeros((0, 3))).shape == (0,)
 
@@ -127,7 +129,7 @@ def test_sdf_native_evaluation_matches_the_torch_forward():
 def test_world_space_scales_distances(tmp_path):
     config = FitConfig(pool_size=10_000, n_samples=2000, epochs=1, threads=1)
     shape = nf.fit(sphere, config, device="cpu", progress=False)
-    shape.transform = nf.mesh.Normalization(np.array([10.0, 0.0, 0.0]), 0.5)
+    shape.transform = Normalization(np.array([10.0, 0.0, 0.0]), 0.5)
     p = np.random.default_rng(0).normal(size=(50, 3))
     unit = shape.sdf((p - [10.0, 0.0, 0.0]) * 0.5, space="unit")
     assert np.allclose(shape.sdf(p), unit / 0.5, rtol=1e-5, atol=1e-6)
@@ -147,7 +149,6 @@ def test_fit_many_loops_with_distinct_seeds():
 
 
 def test_fit_a_real_mesh(tmp_path):
-    pytest.importorskip("nis_fast.sdf", reason="nis_fast.sdf (MeshSDF) is not in this build yet")
     from conftest import mesh_path
 
     path = mesh_path("thingi10k_70375.stl")
@@ -181,7 +182,7 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     fused = (kernels.mlp_loss_and_grad, kernels.adam_update_)
     monkeypatch.setattr(fit_module, "_epochs", lambda p, x, t, cfg: fit_module._KernelEpochs(p, x, t, cfg, fused))
-    monkeypatch.setattr(fit_module, "kernel_precision", lambda precision, device: "fp32")  # not tf32x3 on a GPU
+    monkeypatch.setattr(fit_module, "training_kernel_precision", lambda precision, device: "fp32")  # not tf32x3 on a GPU
     stacked = start.clone().to(device)
     points, targets = (torch.stack([s[k] for s in sets]).to(device) for k in (0, 1))
     history = fit_module.train(stacked, points, targets, config)
@@ -208,9 +209,8 @@ def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
 
     fake.to_mesh = to_mesh
     fake.render = lambda params, width, height, camera=None, **kw: (width, height, kw)
-    monkeypatch.setitem(sys.modules, "nis_fast.decode", fake)
-    monkeypatch.setattr(nf, "decode", fake, raising=False)
-    shape = nf.NeuralSDF(torch.zeros(network.N_PARAMS), nf.mesh.Normalization(np.array([1.0, 2.0, 3.0]), 0.5))
+    monkeypatch.setattr(sys.modules["nis_fast.model"], "decode", fake)
+    shape = nf.NeuralSDF(torch.zeros(network.N_PARAMS), Normalization(np.array([1.0, 2.0, 3.0]), 0.5))
     mesh = shape.to_mesh(resolution=64, level=0.01)
     assert calls["mesh"][1:] == (64, {"level": 0.01}) and calls["mesh"][0] is shape.params
     assert np.allclose(mesh.vertices, [[1, 2, 3], [2.8, 2, 3], [1, 3.8, 3]]) and mesh.faces.tolist() == [[0, 1, 2]]
@@ -218,7 +218,7 @@ def test_render_and_to_mesh_delegate_to_decode(monkeypatch):
 
 
 def test_float32_fits_run_the_kernels_as_tf32x3_on_tensor_core_gpus(monkeypatch):
-    from nis_fast.fit import kernel_precision
+    from nis_fast.core.precision import training_kernel_precision as kernel_precision
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     assert kernel_precision("float32", "cuda") == "tf32x3"

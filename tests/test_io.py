@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import nis_fast as nf
-from nis_fast import io, network
-from nis_fast.mesh import Normalization
+from nis_fast import io
+from nis_fast.core import files
+from nis_fast.core import layout as network
+from nis_fast.core.normalization import Normalization
 
 
 @pytest.fixture
@@ -258,7 +260,7 @@ def test_written_files_get_the_usual_mode(shape, tmp_path):
     import stat
 
     shape.save(tmp_path / "new.nis")
-    assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o666 & ~io._UMASK  # not mkstemp's 0600
+    assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o666 & ~files._UMASK  # not mkstemp's 0600
     os.chmod(tmp_path / "new.nis", 0o640)
     shape.save(tmp_path / "new.nis")
     assert stat.S_IMODE(os.stat(tmp_path / "new.nis").st_mode) == 0o640  # an overwrite keeps the mode

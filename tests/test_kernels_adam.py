@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from nis_fast import _reference as ref
+import reference as ref
 from nis_fast.kernels import adam_step_, adam_update_, mlp_loss_and_grad
-from nis_fast.network import N_PARAMS, glorot_uniform
+from nis_fast.core.layout import N_PARAMS, glorot_uniform
 
 DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 

@@ -1,5 +1,5 @@
 """Fused Triton MLP kernels (forward, loss gradient, input gradient) against the torch autograd
-twins in nis_fast._reference. Without a GPU they run in Triton's interpreter on CPU tensors
+twins in tests/reference.py. Without a GPU they run in Triton's interpreter on CPU tensors
 (tests/conftest.py sets TRITON_INTERPRET=1); on a GPU the same tests run compiled on CUDA."""
 import importlib
 import os
@@ -9,11 +9,12 @@ import torch
 import triton
 import triton.language as tl
 
-from nis_fast import _reference as ref
-from nis_fast._reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL
+import reference as ref
+from reference import GRAD_TOL, INPUT_GRAD_TOL, SDF_TOL
 from nis_fast.kernels import mlp_forward, mlp_forward_and_input_grad, mlp_loss_and_grad
-from nis_fast.kernels._mlp_common import PRECISIONS, tanh
-from nis_fast.network import N_PARAMS, glorot_uniform
+from nis_fast.core.precision import KERNEL_PRECISIONS as PRECISIONS
+from nis_fast.kernels._mlp_common import tanh
+from nis_fast.core.layout import N_PARAMS, glorot_uniform
 
 DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 

@@ -8,7 +8,8 @@ import pytest
 import trimesh
 
 import nis_fast as nf
-from nis_fast.mesh import MeshWarning, smallest_enclosing_sphere
+from nis_fast.core.normalization import Normalization, smallest_enclosing_sphere
+from nis_fast.mesh import MeshWarning
 from tests.conftest import MESH_FILES, mesh_path
 
 # What each shared mesh is, after welding coincident vertices (../shared/meshes/SOURCES.md, "merged" column).
@@ -85,7 +86,7 @@ def test_smallest_enclosing_sphere_matches_brute_force(seed):
 def test_welzl_handles_large_point_sets_without_deep_recursion():
     # Every point on the sphere: the core set would be all of them. A recursion as deep as
     # the point count would pass Python's limit (1000).
-    from nis_fast.mesh import _welzl
+    from nis_fast.core.normalization import _welzl
 
     rng = np.random.default_rng(1)
     points = rng.normal(size=(5000, 3))
@@ -196,12 +197,12 @@ def test_transform_matrix_and_dict_round_trip():
     m = mesh.transform.matrix()
     homog = np.c_[mesh.vertices, np.ones(len(mesh.vertices))]
     np.testing.assert_allclose((homog @ m.T)[:, :3], mesh.unit_vertices)
-    again = nf.mesh.Normalization.from_dict(mesh.transform.to_dict())
+    again = Normalization.from_dict(mesh.transform.to_dict())
     np.testing.assert_array_equal(again.center, mesh.transform.center)
     with pytest.raises(ValueError):
-        nf.mesh.Normalization.from_dict({"center": [0, 0], "scale": 1.0})
+        Normalization.from_dict({"center": [0, 0], "scale": 1.0})
     with pytest.raises(ValueError):
-        nf.mesh.Normalization.from_dict({"center": [0, 0, 0], "scale": -1.0})
+        Normalization.from_dict({"center": [0, 0, 0], "scale": -1.0})
 
 
 @pytest.mark.parametrize("ext", ["obj", "ply", "stl", "off", "glb"])

@@ -11,7 +11,7 @@ from decode_nets import BOX_HALF, BOX_ROTATION, box_net, car_net, random_net
 from scipy.spatial import cKDTree
 
 from nis_fast import decode
-from nis_fast._backend import cuda_available
+from nis_fast.ops.native import cuda_available
 
 skimage_measure = pytest.importorskip("skimage.measure", reason="scikit-image is the marching-cubes oracle")
 

@@ -5,6 +5,7 @@ import pytest
 
 import nis_fast as nf
 from nis_fast import metrics
+from nis_fast.core.normalization import Normalization
 from tests.conftest import PAPER_WEIGHTS, mesh_path
 
 
@@ -28,7 +29,7 @@ def test_metrics_of_the_released_network(octocat):
 def test_metrics_see_a_wrong_frame(octocat):
     shape, mesh = octocat
     wrong = nf.load_mesh(mesh_path("thingi10k_32770.stl"), warn=False)
-    wrong.transform = nf.mesh.Normalization(mesh.transform.center, mesh.transform.scale * 1.05)
+    wrong.transform = Normalization(mesh.transform.center, mesh.transform.scale * 1.05)
     good = metrics.chamfer_hausdorff(shape, mesh, n=20_000, resolution=96)[0]
     assert metrics.chamfer_hausdorff(shape, wrong, n=20_000, resolution=96)[0] > 2 * good
     assert metrics.iou(shape, wrong, n=200_000) < metrics.iou(shape, mesh, n=200_000) - 0.02

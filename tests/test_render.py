@@ -1,4 +1,4 @@
-"""Native network evaluation and sphere tracing against the plain references of nis_fast/_reference.py:
+"""Native network evaluation and sphere tracing against the plain references of tests/reference.py:
 forward_numpy, torch autograd, the PyTorch sphere tracer, and the closed-form cube of `box_network`."""
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import torch
 from decode_nets import BOX_HALF, BOX_ROTATION, box_net, car_net, random_net
 
 from nis_fast import decode
-from nis_fast._backend import cuda_available, native
-from nis_fast._reference import ray_box_reference, render_reference, sdf_gradient_reference
-from nis_fast.network import forward_numpy
+from nis_fast.ops.native import cuda_available, native
+from reference import ray_box_reference, _render, _sdf_gradient
+from reference import _mlp_forward_numpy as forward_numpy
 
 W, H = 32, 24
 CAM = decode.Camera.orbit(35.0, 25.0)
@@ -41,7 +41,7 @@ def test_analytic_gradient_matches_autograd(make):
     params, x = make(), points(3000, seed=2)
     f, g = decode.eval_sdf(params, x, with_grad=True)
     np.testing.assert_allclose(f, forward_numpy(params, x), atol=1e-5)
-    ref = sdf_gradient_reference(params, x).numpy()
+    ref = _sdf_gradient(params, x).numpy()
     np.testing.assert_allclose(g, ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
 
 
@@ -72,7 +72,7 @@ def test_render_of_the_cube_matches_closed_form():
 def test_render_matches_the_pytorch_tracer(make):
     params = make()
     b = decode.render_buffers(params, W, H, CAM, **TRACE)
-    depth, normals, hit = render_reference(params, W, H, CAM, **TRACE)
+    depth, normals, hit = _render(params, W, H, CAM, **TRACE)
     assert hit.any()
     # float32 vs float64 tracing of a non-smooth network: a ray may switch between hit and miss at a silhouette.
     assert (b.hit != hit).sum() <= max(2, 0.01 * W * H)

@@ -1,4 +1,4 @@
-"""MeshSDF against brute force over all triangles (nis_fast._reference), libigl and
+"""MeshSDF against brute force over all triangles (tests/reference.py), libigl and
 Open3D, on every shared mesh; then edge cases, input handling and the CUDA entry."""
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import nis_fast as nf
-from nis_fast._backend import cuda_available
-from nis_fast._reference import (_mesh_closest_on_triangles, _closest_point_bruteforce, _ray_bruteforce,
-                                 _winding_number_bruteforce)
-from nis_fast.mesh import IDENTITY, Mesh, MeshWarning
+from nis_fast.ops.native import cuda_available
+from reference import (_mesh_closest_on_triangles, _mesh_closest, _mesh_intersect,
+                                 _mesh_winding)
+from nis_fast.core.normalization import IDENTITY
+from nis_fast.mesh import Mesh, MeshWarning
 from tests.conftest import MESHES
 
 
@@ -59,8 +60,8 @@ def _oracle(name):
     mesh = _mesh(name)
     n = int(np.clip(PAIR_BUDGET // len(mesh.faces), 40, 300))
     p = _query_points(mesh.vertices, mesh.faces, n)
-    dist = _closest_point_bruteforce(mesh.vertices, mesh.faces, p)[0]
-    return p, dist, _winding_number_bruteforce(mesh.vertices, mesh.faces, p)
+    dist = _mesh_closest(mesh.vertices, mesh.faces, p)[0]
+    return p, dist, _mesh_winding(mesh.vertices, mesh.faces, p)
 
 
 def _closest_on_faces(V, F, face, p):
@@ -92,7 +93,7 @@ def test_closest_matches_bruteforce(name):
     p, ref_dist, _ = _oracle(name)
     far = _far_points(mesh.vertices, 12)
     p = np.concatenate([p, far])
-    ref_dist = np.concatenate([ref_dist, _closest_point_bruteforce(mesh.vertices, mesh.faces, far)[0]])
+    ref_dist = np.concatenate([ref_dist, _mesh_closest(mesh.vertices, mesh.faces, far)[0]])
     dist, point, face = sdf.closest(p)
     tol = dict(rtol=1e-10, atol=1e-13 * _scale(mesh.vertices))
     np.testing.assert_allclose(dist, ref_dist, **tol)
@@ -166,7 +167,7 @@ def test_large_batches_keep_the_winding_sign(name, dtype):
 def test_results_do_not_depend_on_the_thread_count():
     """Queries run in runs whose length depends on the batch alone (hints and sign reuse restart at
     each): any thread count, the same bits."""
-    from nis_fast._backend import native
+    from nis_fast.ops.native import native
 
     mesh, sdf = _mesh("spot.obj"), _sdf("spot.obj")
     p = _query_points(mesh.vertices, mesh.faces, 20000, seed=10)
@@ -220,7 +221,7 @@ def test_the_build_does_not_depend_on_the_thread_count(name):
     raises unless the rebuilt tree matches node for node and its float64 arrays round to the float32
     arrays kept. The answers then agree to the bit, also at the mesh's vertices, where faces tie and
     the winner shows the traversal order."""
-    from nis_fast._backend import native
+    from nis_fast.ops.native import native
 
     if name not in MESH_FILES:
         pytest.skip(f"{name} not in the shared meshes")
@@ -248,7 +249,7 @@ def test_morton_order_answers_every_point_once(threads):
     input order. The closest distance does not depend on the order the tree is searched in, so
     one batch of 20k and twenty of 1000 must agree point by point (to rounding: where triangles
     tie, the one found first gives the closest point: a few ulps of the coordinates)."""
-    from nis_fast._backend import native
+    from nis_fast.ops.native import native
 
     mesh, sdf = _mesh("spot.obj"), _sdf("spot.obj")
     p = _query_points(mesh.vertices, mesh.faces, 20000, seed=11).astype(np.float32)
@@ -339,7 +340,7 @@ def test_sign_next_to_vertices_and_edges_of_a_sphere(dtype):
     p = (np.concatenate([features, features]) * scale).astype(dtype)
     sdf = nf.MeshSDF((V, F))
     assert sdf.closed and len(p) > 4096  # large enough to run in Morton order with sign reuse
-    inside = _winding_number_bruteforce(V, F, p.astype(np.float64)) > 0.5
+    inside = _mesh_winding(V, F, p.astype(np.float64)) > 0.5
     d = sdf.sdf(p)
     # float32 rounds some of the 1e-6 offsets onto the surface, or to within its rounding of it
     # (~1e-8 here), where the sign may go either way.
@@ -394,7 +395,7 @@ def test_closest_point_stays_on_its_face_far_away(dtype, distance, tol):
     p = ((a + b + c) / 3 + n * distance).astype(dtype)
     dist, q, face = nf.MeshSDF(_raw_mesh(V, F)).closest(p)
     q = q.astype(np.float64)
-    off = [_closest_point_bruteforce(V, F[f][None], q[i][None])[0][0] for i, f in enumerate(face)]
+    off = [_mesh_closest(V, F[f][None], q[i][None])[0][0] for i, f in enumerate(face)]
     assert max(off) < tol
     np.testing.assert_allclose(dist, distance, rtol=1e-6)
 
@@ -438,7 +439,7 @@ def test_intersect_matches_bruteforce(name):
     origins = _query_points(mesh.vertices, mesh.faces, n, seed=4)
     directions = rng.normal(size=(n, 3))
     t, face = sdf.intersect(origins, directions)
-    ref_t, ref_face = _ray_bruteforce(mesh.vertices, mesh.faces, origins, directions)
+    ref_t, ref_face = _mesh_intersect(mesh.vertices, mesh.faces, origins, directions)
     assert np.array_equal(np.isinf(t), np.isinf(ref_t))
     hit = np.isfinite(ref_t)
     assert hit.any() and (~hit).any()
@@ -490,9 +491,9 @@ def _raw_mesh(V, F):
 def _check_against_bruteforce(V, F, p, rtol=1e-10, winding_atol=0.1, leaf_size=4):
     sdf = nf.MeshSDF(_raw_mesh(V, F), leaf_size=leaf_size)
     dist, _, face = sdf.closest(p)
-    ref = _closest_point_bruteforce(V, F, p)[0]
+    ref = _mesh_closest(V, F, p)[0]
     np.testing.assert_allclose(dist, ref, rtol=rtol, atol=1e-13 * _scale(V))
-    np.testing.assert_allclose(sdf.winding(p), _winding_number_bruteforce(V, F, p), atol=winding_atol)
+    np.testing.assert_allclose(sdf.winding(p), _mesh_winding(V, F, p), atol=winding_atol)
     return sdf
 
 
@@ -677,7 +678,7 @@ def test_non_contiguous_input(tetra):
 def test_contiguous_points_reach_the_engine_uncopied(tetra, monkeypatch):
     """Points already contiguous in float32 or float64 (numpy, or torch on the CPU) are read in
     place: the native code gets the caller's own address. Others are converted once."""
-    import nis_fast.sdf as sdf_module
+    import nis_fast.ops.mesh_query as sdf_module
 
     addresses = []
     real_data_ptr = sdf_module.data_ptr
@@ -736,7 +737,7 @@ def test_main_sdf_file_writes_atomically(tmp_path):
     p = _oracle(name)[0]
     np.save(tmp_path / "p.npy", p)
     out = tmp_path / "d.npy"
-    from nis_fast.sdf import main_sdf_file
+    from nis_fast.cli import sdf_file as main_sdf_file
 
     main_sdf_file(MESH_DIR / name, tmp_path / "p.npy", out, sign="winding")
     np.testing.assert_array_equal(np.load(out), _sdf(name).sdf(p))
@@ -849,7 +850,7 @@ def test_cuda_large_batches_in_morton_order_answer_each_point(n):
     CPU's do (the batch below the threshold runs in input order: the two paths agree)."""
     import torch
 
-    from nis_fast._backend import native
+    from nis_fast.ops.native import native
 
     assert (native.cuda_query_order_bytes(n) > 0) == (n >= 2**15)  # the sorted path is taken from 2^15 points
     mesh = _mesh("spot.obj")
@@ -896,7 +897,7 @@ def test_cuda_float64_arrays_are_uploaded_on_the_first_float64_query():
 
 
 def test_native_bvh_refuses_non_finite_vertices_instead_of_crashing():
-    from nis_fast._backend import native
+    from nis_fast.ops.native import native
 
     v = np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0.0]])
     with pytest.raises(ValueError, match="finite"):
@@ -1020,7 +1021,7 @@ def _sign_case_oracle(case):
             + rng.normal(scale=rel, size=features.shape) for rel in (1e-2, 1e-4, 1e-6)]
     uniform = rng.uniform(V.min(0) - 0.1, V.max(0) + 0.1, (max(2500, 4500 - 3 * len(features)), 3))
     p = np.concatenate(near + [uniform])
-    return V, F, p, _winding_number_bruteforce(V, F, p) > 0.5
+    return V, F, p, _mesh_winding(V, F, p) > 0.5
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1061,5 +1062,5 @@ def test_high_valence_fans_give_up_the_certificate_instead_of_the_build_time():
     assert sdf.closed and not sdf.pseudonormal_exact
     p = np.random.default_rng(3).uniform(-1.2, 1.2, (1500, 3))
     p[:, 2] = (p[:, 2] + 1.2) / 2
-    inside = _winding_number_bruteforce(V, F, p) > 0.5
+    inside = _mesh_winding(V, F, p) > 0.5
     assert np.array_equal(sdf.sdf(p) < 0, inside)

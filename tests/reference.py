@@ -1,7 +1,18 @@
 """Plain, obviously-right twins of the fast paths, used only by tests and benchmarks.
 
-No tricks, no speed: float64 numpy, brute force; torch autograd for the MLP. Each fast op is compared
-against the function here of the same name without the leading underscore.
+No tricks, no speed: float64 numpy, brute force; torch autograd for the MLP. Each op wrapper in
+nis_fast/ops (and each Triton launcher in nis_fast.kernels) is compared against the function here of
+the same name with a leading underscore:
+
+    nis_fast.ops.triangle.closest_point_on_triangles  _closest_point_on_triangles   tests/test_triangle.py
+    nis_fast.ops.mesh_query.mesh_closest / mesh_winding / mesh_intersect (through MeshSDF)
+                                                      _mesh_closest, _mesh_winding, _mesh_sdf, _mesh_intersect
+                                                                                    tests/test_mesh_query.py
+    nis_fast.ops.mlp.eval_sdf                         _mlp_forward, _mlp_forward_and_input_grad   tests/test_mlp.py
+    nis_fast.ops.mlp.TorchLossGrad, kernels.mlp_loss_and_grad   _mlp_loss_and_grad   tests/test_mlp.py, test_kernels_mlp.py
+    nis_fast.ops.mlp.adam_step_torch, kernels.adam_step_        _adam_step_          tests/test_kernels_adam.py
+    nis_fast.ops.render.sphere_trace                  _sphere_trace, _render       tests/test_render.py
+    nis_fast.ops.marching_cubes.marching_cubes        _marching_cubes              tests/test_marching_cubes.py
 """
 from __future__ import annotations
 
@@ -10,54 +21,10 @@ import math
 import numpy as np
 import torch
 
-from .network import LAYER_SIZES, N_PARAMS, OFFSETS, forward_torch
-
-# --- Triangle maths ---------------------------------------------------------------
-
-
-def _closest_on_segments(p, a, b):
-    """Closest points on segments a-b to p (all [N, 3]), and their parameters t in [0, 1]."""
-    ab = b - a
-    len2 = np.einsum("ij,ij->i", ab, ab)
-    t = np.where(len2 > 0, np.einsum("ij,ij->i", p - a, ab) / np.where(len2 > 0, len2, 1), 0.0)
-    t = np.clip(t, 0.0, 1.0)
-    return a + ab * t[:, None], t
-
-
-def _closest_point_triangles(p, tri):
-    """Closest point of p[i] on triangle tri[i] ([N, 3], [N, 3, 3]), float64.
-
-    The candidates are the projection onto the plane (kept only when it falls
-    inside the triangle) and the closest points of the three edges; the answer
-    is the nearest candidate. Returns (points [N, 3], distances [N]).
-    """
-    p = np.asarray(p, np.float64)
-    tri = np.asarray(tri, np.float64)
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    candidates = [_closest_on_segments(p, a, b)[0], _closest_on_segments(p, b, c)[0], _closest_on_segments(p, c, a)[0]]
-
-    n = np.cross(b - a, c - a)
-    n2 = np.einsum("ij,ij->i", n, n)
-    ok = n2 > 0
-    safe_n2 = np.where(ok, n2, 1.0)
-    proj = p - n * (np.einsum("ij,ij->i", p - a, n) / safe_n2)[:, None]
-    # Barycentric coordinates of the projection via sub-triangle areas.
-    u = np.einsum("ij,ij->i", np.cross(c - b, proj - b), n) / safe_n2
-    v = np.einsum("ij,ij->i", np.cross(a - c, proj - c), n) / safe_n2
-    w = 1.0 - u - v
-    inside = ok & (u >= 0) & (v >= 0) & (w >= 0)
-    candidates.append(np.where(inside[:, None], proj, np.inf))
-
-    cand = np.stack(candidates)  # [4, N, 3]
-    dist = np.linalg.norm(cand - p[None], axis=2)
-    dist = np.where(np.isfinite(dist), dist, np.inf)
-    best = np.argmin(dist, axis=0)
-    idx = np.arange(len(p))
-    return cand[best, idx], dist[best, idx]
-
+from nis_fast.core.layout import LAYER_SIZES, N_PARAMS, OFFSETS, unflatten
 
 # ---------------------------------------------------------------------------------------------
-# Mesh distance, winding number and sign (twins of csrc/include/nis/{bvh,winding}.h, nis_fast.sdf)
+# Triangles and meshes: distance, winding number, sign, rays (twins of csrc/include/nis/*.h via nis_fast/ops)
 # ---------------------------------------------------------------------------------------------
 
 _PAIRS_PER_CHUNK = 1 << 20  # points x triangles evaluated at once (bounds memory to ~0.5 GB peak)
@@ -97,7 +64,14 @@ def _mesh_closest_on_triangles(p, a, b, c):
     return best, best_d2
 
 
-def _closest_point_bruteforce(V, F, p):
+def _closest_point_on_triangles(p, tri):
+    """Closest point of p[i] on triangle tri[i] ([N, 3], [N, 3, 3]), float64: (points [N, 3], distances [N])."""
+    p, tri = np.asarray(p, np.float64), np.asarray(tri, np.float64)
+    point, d2 = _mesh_closest_on_triangles(p, tri[:, 0], tri[:, 1], tri[:, 2])
+    return point, np.sqrt(d2)
+
+
+def _mesh_closest(V, F, p):
     """(distance [P], closest point [P,3], face id [P]) over all triangles, float64."""
     V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
@@ -115,7 +89,7 @@ def _closest_point_bruteforce(V, F, p):
     return dist, point, face
 
 
-def _winding_number_bruteforce(V, F, p):
+def _mesh_winding(V, F, p):
     """Generalised winding number: sum of signed solid angles / (4 pi), van Oosterom & Strackee."""
     V, F = np.asarray(V, dtype=np.float64), np.asarray(F, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
@@ -131,13 +105,13 @@ def _winding_number_bruteforce(V, F, p):
     return out
 
 
-def _sdf_bruteforce(V, F, p):
+def _mesh_sdf(V, F, p):
     """Signed distance: exact distance, negative where the winding number exceeds 1/2."""
-    dist = _closest_point_bruteforce(V, F, p)[0]
-    return np.where(_winding_number_bruteforce(V, F, p) > 0.5, -dist, dist)
+    dist = _mesh_closest(V, F, p)[0]
+    return np.where(_mesh_winding(V, F, p) > 0.5, -dist, dist)
 
 
-def _ray_bruteforce(V, F, origins, directions):
+def _mesh_intersect(V, F, origins, directions):
     """(t, face id) of the first hit of each ray o + t d, t >= 0, over all triangles
     (both sides; inf and -1 on a miss). The watertight test of Woop, Benthin & Wald (2013), as
     ray.h: shear the ray onto +z, then the signs of the three edge functions, zero included."""
@@ -189,16 +163,36 @@ def _per_shape(params, x, fn):
     return tuple(torch.stack(o) for o in zip(*outs)) if isinstance(outs[0], tuple) else torch.stack(outs)
 
 
+def _forward(params, x):
+    """The network written out plainly: h = relu(h @ W + b) per hidden layer, tanh on the output."""
+    layers = unflatten(params)
+    h = x
+    for w, b in layers[:-1]:
+        h = torch.relu(h @ w + b)
+    w, b = layers[-1]
+    return torch.tanh(h @ w + b)[:, 0]
+
+
+def _mlp_forward_numpy(params, x):
+    """The same forward in float64 numpy, for tests independent of torch."""
+    layers = unflatten(np.asarray(params, dtype=np.float64))
+    h = np.asarray(x, dtype=np.float64)
+    for w, b in layers[:-1]:
+        h = np.maximum(h @ w + b, 0.0)
+    w, b = layers[-1]
+    return np.tanh(h @ w + b)[:, 0]
+
+
 def _mlp_forward(params, x):
-    """sdf = forward_torch(params, x), for one network or a stack of them."""
-    return _per_shape(params, x, forward_torch)
+    """The network's values at x, for one network or a stack of them."""
+    return _per_shape(params, x, _forward)
 
 
 def _mlp_loss_and_grad(params, x, target):
     """(mean |f(x) - target|, its gradient w.r.t. params) by autograd, per network."""
     def one(p, xs, t):
         p = p.detach().clone().requires_grad_(True)
-        loss = (forward_torch(p, xs) - t).abs().mean()
+        loss = (_forward(p, xs) - t).abs().mean()
         (grad,) = torch.autograd.grad(loss, p)
         return loss.detach(), grad
 
@@ -212,7 +206,7 @@ def _mlp_forward_and_input_grad(params, x):
     """(sdf, d sdf / d x) by autograd, per network."""
     def one(p, xs):
         xs = xs.detach().clone().requires_grad_(True)
-        y = forward_torch(p, xs)
+        y = _forward(p, xs)
         (grad,) = torch.autograd.grad(y.sum(), xs)
         return y.detach(), grad
 
@@ -235,7 +229,7 @@ def _adam_step_(params, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-7):
 # is the "PyTorch eager" peer of benchmarks/bench_render.py.
 
 
-def sphere_trace_reference(params, origins, directions, *, eps=5e-4, relaxation=1.6, bound_radius=1.0,
+def _sphere_trace(params, origins, directions, *, eps=5e-4, relaxation=1.6, bound_radius=1.0,
                            max_steps=128, dtype=None):
     """Trace rays o + t d (|d| = 1) as csrc/include/nis/trace.h does: start where the ray enters the bounding
     sphere, hit when |f| < eps, miss when leaving it or after max_steps evaluations; over-relaxed steps with
@@ -265,7 +259,7 @@ def sphere_trace_reference(params, origins, directions, *, eps=5e-4, relaxation=
         if len(active) == 0:
             break
         a = active
-        f = forward_torch(p, o[a] + d[a] * t[a, None])
+        f = _forward(p, o[a] + d[a] * t[a, None])
         steps[a] = i + 1
         if i == 0:
             sign[a] = torch.where(f < 0, -1.0, 1.0).to(dtype)
@@ -287,24 +281,24 @@ def sphere_trace_reference(params, origins, directions, *, eps=5e-4, relaxation=
     return t, hit, steps
 
 
-def sdf_gradient_reference(params, points, dtype=None):
+def _sdf_gradient(params, points, dtype=None):
     """df/dx of the network at points [N, 3] by torch autograd."""
     import torch
 
     x = torch.as_tensor(points, dtype=dtype or torch.float64).clone().requires_grad_(True)
-    f = forward_torch(torch.as_tensor(params, dtype=x.dtype), x)
+    f = _forward(torch.as_tensor(params, dtype=x.dtype), x)
     (g,) = torch.autograd.grad(f.sum(), x)
     return g
 
 
-def render_reference(params, width, height, camera, **trace_settings):
+def _render(params, width, height, camera, **trace_settings):
     """(depth [H, W] (inf on a miss), normals [H, W, 3] (0 on a miss), hit [H, W]) in float64 numpy."""
     o, d = camera.rays(width, height)
-    t, hit, _ = sphere_trace_reference(params, o, d, **trace_settings)
+    t, hit, _ = _sphere_trace(params, o, d, **trace_settings)
     t, hit = t.numpy(), hit.numpy()
     normals = np.zeros_like(o)
     if hit.any():
-        g = sdf_gradient_reference(params, o[hit] + d[hit] * t[hit, None]).numpy()
+        g = _sdf_gradient(params, o[hit] + d[hit] * t[hit, None]).numpy()
         normals[hit] = g / np.linalg.norm(g, axis=1, keepdims=True)
     depth = np.where(hit, t, np.inf)
     return depth.reshape(height, width), normals.reshape(height, width, 3), hit.reshape(height, width)

@@ -1,24 +1,23 @@
-"""Per-pair closest point on a triangle, the first piece of shared host/device maths.
+"""closest_point_on_triangles: per pair, the closest point of a triangle to a point.
 
-`closest_point_on_triangles(points, triangles)` runs `nis::closest_point_on_triangle`
-(csrc/include/nis/triangle.h) in the CPU (OpenMP) or CUDA backend, picked by
-where the inputs live. It is the building block of the SDF engine's BVH queries
-and is exposed for tests and for users who need exactly this.
+Kernel: `nis::closest_point_on_triangle` (csrc/include/nis/triangle.h), run by an OpenMP loop
+(csrc/cpu/triangle.cpp) or a CUDA kernel (csrc/cuda/triangle.cu), picked by where the inputs live.
+Twin: tests/reference.py `_closest_point_on_triangles`. Test: tests/test_triangle.py.
+It is the building block of the mesh queries, exposed for tests and for users who need exactly this.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
-
-REGION_NAMES = ("face", "vertex_a", "vertex_b", "vertex_c", "edge_ab", "edge_bc", "edge_ca")
+from ..core.arrays import data_ptr, device_of, stream_ptr
+from .native import native
 
 
 def closest_point_on_triangles(points, triangles):
     """points [N, 3], triangles [N, 3, 3] (numpy or torch, float32/float64, same device)
     -> (closest points [N, 3], barycentrics [N, 3], region ids [N] int32), same kind as the input."""
-    device = _backend.device_of(points)
-    if _backend.device_of(triangles) != device:
+    device = device_of(points)
+    if device_of(triangles) != device:
         raise ValueError("closest_point_on_triangles: points and triangles must be on the same device")
     if tuple(points.shape[1:]) != (3,) or points.ndim != 2:
         raise ValueError(f"closest_point_on_triangles: points must have shape (N, 3), got {tuple(points.shape)}")
@@ -40,7 +39,6 @@ def closest_point_on_triangles(points, triangles):
         points, triangles = points.contiguous(), triangles.contiguous()
         out_p, out_b = torch.empty_like(points), torch.empty_like(points)
         out_r = torch.empty(n, dtype=torch.int32, device=points.device)
-    ptr = _backend.data_ptr
-    _backend.native.closest_point_triangles(device, dtype, ptr(points), ptr(triangles), n, ptr(out_p), ptr(out_b),
-                                            ptr(out_r), _backend.stream_ptr(device))
+    native.closest_point_triangles(device, dtype, data_ptr(points), data_ptr(triangles), n, data_ptr(out_p),
+                                   data_ptr(out_b), data_ptr(out_r), stream_ptr(device))
     return out_p, out_b, out_r

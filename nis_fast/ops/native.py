@@ -1,15 +1,16 @@
-"""The one backend layer: loads the native module, says what runs here, and
-turns numpy arrays / torch tensors into the raw pointers the native ops take.
+"""The native module nis_fast._C, loaded once (after checking that this CPU runs its
+instructions), and what was built and what runs here (`backend_info`).
 
-Dispatch happens here, once: public functions call `device_of`, then pick the
-CUDA, Triton or CPU path; nothing below this layer looks at array types again.
+The op wrappers beside this module take numpy arrays or torch tensors, look once at where
+they live (nis_fast.core.arrays.device_of) and call the CPU or CUDA entry of `native`.
 """
 from __future__ import annotations
 
 import functools
 import os
 
-import numpy as np
+from ..core import __version__
+from ..core.arrays import device_of
 
 
 def missing_cpu_flags(required, cpuinfo: str = "/proc/cpuinfo") -> list:
@@ -37,7 +38,7 @@ def check_cpu(arch: str, required, cpuinfo: str = "/proc/cpuinfo") -> None:
 
 def _check_this_cpu() -> None:
     try:
-        from ._cpu_build import CPU_ARCH, CPU_FLAGS
+        from .._cpu_build import CPU_ARCH, CPU_FLAGS
     except ImportError:  # not built by setup.py: no record to check against
         return
     check_cpu(CPU_ARCH, CPU_FLAGS)
@@ -45,7 +46,7 @@ def _check_this_cpu() -> None:
 
 # Before the module loads: its code may use any of those instructions from the first call on.
 _check_this_cpu()
-from . import _C  # noqa: E402
+from .. import _C  # noqa: E402
 
 native = _C
 
@@ -63,6 +64,23 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def require_cuda() -> None:
+    """A clear error where CUDA is asked for but this machine or build cannot run it."""
+    if not cuda_available():
+        raise RuntimeError(f"nis_fast: CUDA was asked for, but it is not available here ({cuda_status()['reason']})")
+
+
+def resolve_device(x, device) -> str:
+    """'cpu' or 'cuda': `device` if given, else where x lives; a clear error when CUDA is asked for but absent."""
+    name = device_of(x) if device is None else str(device)
+    if name.startswith("cuda"):
+        require_cuda()
+        return "cuda"
+    if name == "cpu":
+        return "cpu"
+    raise ValueError(f"nis_fast: device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def triton_info() -> dict:
@@ -92,7 +110,7 @@ def backend_info() -> dict:
     else:
         cuda = f"not available ({status['reason']})"
     return {
-        "version": __import__("nis_fast").__version__,
+        "version": __version__,
         "native": {
             "cxx_flags": build["cxx_flags"],
             "openmp": build["openmp"],
@@ -104,45 +122,3 @@ def backend_info() -> dict:
         "torch": f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})",
         "triton": triton_info(),
     }
-
-
-def device_of(x) -> str:
-    """'cpu' or 'cuda' for a numpy array or torch tensor; anything else is a TypeError."""
-    if isinstance(x, np.ndarray):
-        return "cpu"
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        if x.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"nis_fast: tensors on device '{x.device}' are not supported (use cpu or cuda)")
-        if x.device.type == "cuda":
-            require_current_device(x)
-        return x.device.type
-    raise TypeError(f"nis_fast: expected a numpy array or a torch tensor, got {type(x).__name__}")
-
-
-def require_current_device(t) -> None:
-    """Native and Triton launches run on torch's current CUDA device and stream: a tensor on another
-    GPU would be read through the wrong context, so it is refused with the way out."""
-    import torch
-
-    if t.device.index is not None and t.device.index != torch.cuda.current_device():
-        raise ValueError(f"nis_fast: a tensor on {t.device} while the current CUDA device is "
-                         f"cuda:{torch.cuda.current_device()}; run under `with torch.cuda.device({t.device.index}):`")
-
-
-def data_ptr(x) -> int:
-    """Address of a C-contiguous numpy array or torch tensor."""
-    contiguous = x.flags.c_contiguous if isinstance(x, np.ndarray) else x.is_contiguous()
-    if not contiguous:  # callers make inputs contiguous; this guards the native code against a missed case
-        raise ValueError("nis_fast: internal error: a non-contiguous array reached the native code")
-    return x.ctypes.data if isinstance(x, np.ndarray) else x.data_ptr()
-
-
-def stream_ptr(device: str) -> int:
-    """The current CUDA stream of torch as an integer handle (0 on the CPU)."""
-    if device != "cuda":
-        return 0
-    import torch
-
-    return torch.cuda.current_stream().cuda_stream

@@ -1,10 +1,11 @@
 """The network of Davies et al. (2020), defined once: layer sizes, the flat
-7553-value parameter layout, Glorot-uniform init and a plain PyTorch forward.
+7553-value parameter layout and Glorot-uniform init.
 
 Layout of the flat vector (Keras order, layer by layer): for each Dense layer,
 its kernel W stored as [fan_in, fan_out] row-major (y = x @ W + b), then its bias b.
-Every backend (torch reference, Triton kernels, the C++/CUDA decoder, the
-exported C/GLSL source, the Keras .h5 reader/writer) uses this one layout.
+Every backend (the torch path, the Triton kernels, the C++/CUDA decoder, the
+exported C/GLSL source, the Keras .h5 reader/writer) uses this one layout; the
+C++ header's copy (csrc/include/nis/mlp.h) is compared with it by tests/test_layers.py.
 """
 from __future__ import annotations
 
@@ -60,25 +61,3 @@ def glorot_uniform(seed: int = 0, dtype=np.float32) -> np.ndarray:
         a = np.sqrt(6.0 / (fan_in + fan_out))
         params[w:w + fan_in * fan_out] = rng.uniform(-a, a, size=fan_in * fan_out)
     return params.astype(dtype)
-
-
-def forward_torch(params, x):
-    """Plain PyTorch forward (the reference every fast path is tested against): x [N, 3] -> sdf [N]."""
-    import torch
-
-    layers = unflatten(params)
-    h = x
-    for w, b in layers[:-1]:
-        h = torch.relu(h @ w + b)
-    w, b = layers[-1]
-    return torch.tanh(h @ w + b)[:, 0]
-
-
-def forward_numpy(params, x):
-    """The same forward in float64 numpy, for tests independent of torch."""
-    layers = unflatten(np.asarray(params, dtype=np.float64))
-    h = np.asarray(x, dtype=np.float64)
-    for w, b in layers[:-1]:
-        h = np.maximum(h @ w + b, 0.0)
-    w, b = layers[-1]
-    return np.tanh(h @ w + b)[:, 0]

@@ -63,13 +63,12 @@ is the winding sign): that far out, float32 cannot tell the triangles apart.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from ._backend import data_ptr, device_of, native, stream_ptr
 from .mesh import Mesh, load_mesh
-
-SIGN_MODES = {"winding": 1, "pseudonormal": 2}
-_UNSIGNED = 0
+from .ops.mesh_query import SIGN_MODES, UNSIGNED, Query, build_bvh, mesh_closest, mesh_intersect, mesh_winding
 
 
 class MeshSDF:
@@ -96,9 +95,7 @@ class MeshSDF:
         self.space = space
         self.beta = float(beta)
         vertices = self.mesh.unit_vertices if space == "unit" else self.mesh.vertices
-        self._bvh = native.MeshBvh(np.ascontiguousarray(vertices, dtype=np.float64),
-                                   np.ascontiguousarray(self.mesh.faces, dtype=np.int32), int(leaf_size),
-                                   bool(float64))
+        self._bvh = build_bvh(vertices, self.mesh.faces, leaf_size, float64)
         self._cuda_index = None
         if device is not None:
             kind = str(device).split(":")[0]
@@ -141,27 +138,18 @@ class MeshSDF:
         """Signed distance to the surface, negative inside (see the module docstring for the sign)."""
         if sign not in SIGN_MODES:
             raise ValueError(f"MeshSDF.sdf: sign must be one of {sorted(SIGN_MODES)}, got {sign!r}")
-        q = _Query(self, points, "points")
-        dist = q.empty(())
-        self._run_closest(q, SIGN_MODES[sign], dist, None, None)
-        return q.shape_out(dist)
+        q = self._query(points, "points")
+        return q.shape_out(mesh_closest(self._bvh, q, SIGN_MODES[sign], self.beta, with_points=False)[0])
 
     def closest(self, points):
         """(unsigned distance, closest points on the surface, face ids) per point."""
-        q = _Query(self, points, "points")
-        dist, point, face = q.empty(()), q.empty((3,)), q.empty((), index=True)
-        self._run_closest(q, _UNSIGNED, dist, point, face)
-        return q.shape_out(dist), q.shape_out(point), q.shape_out(face)
+        q = self._query(points, "points")
+        return tuple(q.shape_out(out) for out in mesh_closest(self._bvh, q, UNSIGNED, self.beta, with_points=True))
 
     def winding(self, points):
         """Generalised winding number per point (~1 inside, ~0 outside a closed surface)."""
-        q = _Query(self, points, "points")
-        out = q.empty(())
-        if q.n:
-            workspace = q.order_workspace()
-            self._bvh.winding(q.device, q.dtype_name, data_ptr(q.x), q.n, self.beta, data_ptr(out),
-                              *_pointer_and_bytes(workspace), q.stream)
-        return q.shape_out(out)
+        q = self._query(points, "points")
+        return q.shape_out(mesh_winding(self._bvh, q, self.beta))
 
     def contains(self, points):
         """True where the winding number exceeds 1/2."""
@@ -169,24 +157,20 @@ class MeshSDF:
 
     def intersect(self, origins, directions):
         """(t, face id) of the first hit along origins + t * directions, t >= 0; (inf, -1) on a miss."""
-        o = _Query(self, origins, "origins")
-        d = _Query(self, directions, "directions", like=o)
+        o = self._query(origins, "origins")
+        d = self._query(directions, "directions", like=o)
         if d.n and not bool((abs(d.x).sum(1) > 0).all()):
             raise ValueError("MeshSDF.intersect: directions contain zero vectors")
-        t, face = o.empty(()), o.empty((), index=True)
-        if o.n:
-            self._bvh.intersect(o.device, o.dtype_name, data_ptr(o.x), data_ptr(d.x), o.n, data_ptr(t),
-                                data_ptr(face), o.stream)
-        return o.shape_out(t), o.shape_out(face)
+        return tuple(o.shape_out(out) for out in mesh_intersect(self._bvh, o, d))
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _run_closest(self, q, sign_mode, dist, point, face):
-        if q.n:
-            workspace = q.order_workspace()
-            self._bvh.closest(q.device, q.dtype_name, data_ptr(q.x), q.n, sign_mode, self.beta, data_ptr(dist),
-                              0 if point is None else data_ptr(point), 0 if face is None else data_ptr(face),
-                              *_pointer_and_bytes(workspace), q.stream)
+    def _query(self, x, name: str, like: Query | None = None) -> Query:
+        """The validated batch, with the BVH on its GPU first where it is a CUDA tensor."""
+        q = Query(x, f"MeshSDF: {name}", like)
+        if q.device == "cuda":
+            self._upload(q.x.device)
+        return q
 
     def _upload(self, device):
         """Copy the BVH to the GPU once (raises a clear error where there is none)."""
@@ -198,137 +182,6 @@ class MeshSDF:
         if self._cuda_index is not None and index != self._cuda_index:
             raise ValueError(f"MeshSDF: the BVH lives on cuda:{self._cuda_index}; got a tensor on cuda:{index}")
         if not self._bvh.on_cuda:
-            with torch.cuda.device(index) if torch.cuda.is_available() else _nothing():
+            with torch.cuda.device(index) if torch.cuda.is_available() else contextlib.nullcontext():
                 self._bvh.upload_cuda()
             self._cuda_index = index
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _Query:
-    """One validated batch of 3-vectors: contiguous, float32/float64, finite, on one device."""
-
-    def __init__(self, sdf: MeshSDF, x, name: str, like: "_Query | None" = None):
-        label = f"MeshSDF: {name}"
-        if isinstance(x, (list, tuple)):
-            x = np.asarray(x)
-        self.device = device_of(x)
-        self.is_torch = not isinstance(x, np.ndarray)
-        if self.is_torch:
-            x = _torch_float(x, label)
-        else:
-            x = np.ascontiguousarray(_numpy_float(x, label))
-        if x.ndim not in (1, 2) or x.shape[-1] != 3:
-            raise ValueError(f"{label} must have shape (N, 3) or (3,), got {tuple(x.shape)}")
-        self.single = x.ndim == 1
-        x = x.reshape(-1, 3)
-        if like is not None:
-            if (self.is_torch, self.device, x.dtype, x.shape) != (like.is_torch, like.device, like.x.dtype, like.x.shape):
-                raise ValueError(f"{label} must match origins in kind, device, dtype and shape "
-                                 f"({tuple(x.shape)} {x.dtype} vs {tuple(like.x.shape)} {like.x.dtype})")
-        self.n = int(x.shape[0])
-        if self.n and not bool(_isfinite_all(x)):
-            raise ValueError(f"{label} contain NaN or infinite values")
-        if self.device == "cuda":
-            sdf._upload(x.device)
-        self.x = x
-        self.dtype_name = "float64" if str(x.dtype).endswith("float64") else "float32"
-        self.stream = stream_ptr(self.device)
-
-    def empty(self, tail: tuple, index: bool = False):
-        shape = (self.n, *tail)
-        if self.is_torch:
-            import torch
-
-            return torch.empty(shape, dtype=torch.int32 if index else self.x.dtype, device=self.x.device)
-        return np.empty(shape, dtype=np.int32 if index else self.x.dtype)
-
-    def shape_out(self, out):
-        return out[0] if self.single else out
-
-    def order_workspace(self):
-        """For a CUDA batch large enough to run in Morton order, the device memory that takes (from
-        torch's caching allocator, on the current stream); else None."""
-        if self.device != "cuda":
-            return None
-        nbytes = native.cuda_query_order_bytes(self.n)
-        if not nbytes:
-            return None
-        import torch
-
-        return torch.empty(nbytes, dtype=torch.uint8, device=self.x.device)
-
-
-def _pointer_and_bytes(workspace) -> tuple[int, int]:
-    return (0, 0) if workspace is None else (workspace.data_ptr(), workspace.numel())
-
-
-def _numpy_float(x: np.ndarray, label: str) -> np.ndarray:
-    if x.dtype.byteorder not in ("=", "|"):  # e.g. big-endian from a file: the same numbers, native order
-        x = x.astype(x.dtype.newbyteorder("="))
-    if x.dtype in (np.float32, np.float64):
-        return x
-    if np.issubdtype(x.dtype, np.integer):
-        return x.astype(np.float64)
-    if x.dtype == np.float16:
-        return x.astype(np.float32)
-    raise TypeError(f"{label} must be real numbers (float32/float64 or integers), got dtype {x.dtype}")
-
-
-def _torch_float(x, label: str):
-    import torch
-
-    x = x.detach()
-    if x.dtype in (torch.float32, torch.float64):
-        pass
-    elif x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    elif not x.dtype.is_floating_point and not x.dtype.is_complex and x.dtype != torch.bool:
-        x = x.double()
-    else:
-        raise TypeError(f"{label} must be real numbers (float32/float64 or integers), got dtype {x.dtype}")
-    return x.contiguous()
-
-
-def _isfinite_all(x):
-    if isinstance(x, np.ndarray):
-        return np.isfinite(x).all()
-    import torch
-
-    return torch.isfinite(x).all().item()
-
-
-def _load_points(path) -> np.ndarray:
-    """The array of a .npy file, or one clear error for a file that holds none."""
-    try:
-        points = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as exc:  # no .npy header, truncated, empty, or object arrays
-        raise ValueError(f"points file '{path}': cannot be read as a numeric .npy array ({exc})") from exc
-    if not isinstance(points, np.ndarray):  # an .npz archive opens as a mapping of arrays
-        points.close()
-        raise ValueError(f"points file '{path}': an .npz archive; save one (N, 3) array with np.save")
-    if points.dtype.kind not in "fiu":
-        raise ValueError(f"points file '{path}': holds {points.dtype} values; points must be real numbers")
-    return points
-
-
-def main_sdf_file(mesh_path, points_npy, out_npy, sign: str = "winding") -> None:
-    """Signed distances of the points in `points_npy` ((N, 3) .npy) to the mesh, written
-    atomically to `out_npy` (float of the input precision). The CLI's `nis-fast sdf`."""
-    from .io import atomic_write
-
-    points = _load_points(points_npy)
-    float64 = not (points.dtype.kind == "f" and points.dtype.itemsize <= 4)  # integers run in float64 too
-    dist = MeshSDF(mesh_path, float64=float64).sdf(points, sign=sign)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a bare path
-            np.save(f, dist, allow_pickle=False)
-
-    atomic_write(out_npy, write)
