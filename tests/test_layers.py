@@ -1,0 +1,53 @@
+"""The package's layers hold (README "Layout"): application -> ops -> core, one way; kernels import
+only nis_fast.core; no import cycles. The rules are import-linter contracts in pyproject.toml; these
+tests run them, and show that they catch a broken rule."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytest.importorskip("importlinter", reason="import-linter is a test dependency (pip install -e '.[test]')")
+
+LINT = "from importlinter.cli import lint_imports; raise SystemExit(lint_imports(no_cache=True, no_logo=True))"
+
+
+def _lint(root):
+    """Run the contracts of root/pyproject.toml over the sources under root; (exit code, output)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-c", LINT], cwd=root, env=env, capture_output=True, text=True)
+    return run.returncode, run.stdout + run.stderr
+
+
+def _copy_sources(tmp_path):
+    for folder in ("nis_fast", "kernels"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.so", "__pycache__", "data"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_the_import_contracts_hold():
+    code, out = _lint(REPO)
+    assert code == 0, out
+    assert "3 kept, 0 broken" in out
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    ("nis_fast/io.py", "from .model import NeuralSDF", "one way"),             # io <-> model: a cycle, and upwards
+    ("nis_fast/core/layout.py", "from ..ops import native", "one way"),          # core reaching up
+    ("kernels/adam.py", "from nis_fast.fit import FitConfig", "only nis_fast.core"),  # kernels -> application
+    ("nis_fast/ops/triangle.py", "from .mesh_query import Query", "cycles"),     # a cycle inside ops
+])
+def test_a_broken_rule_is_caught(tmp_path, module, line, broken):
+    root = _copy_sources(tmp_path)
+    if module == "nis_fast/ops/triangle.py":  # make the cycle: mesh_query already imports native; close a loop
+        (root / "nis_fast/ops/mesh_query.py").write_text((root / "nis_fast/ops/mesh_query.py").read_text()
+                                                         + "\nfrom .triangle import closest_point_on_triangles\n")
+    path = root / module
+    path.write_text(path.read_text() + f"\n{line}\n")
+    code, out = _lint(root)
+    assert code != 0, out
+    assert any(broken in l and "BROKEN" in l for l in out.splitlines()), out
