@@ -104,11 +104,12 @@ def load_points(x_ptr, rows, mask):
 
 @triton.jit
 def program_points(params_ptr, x_ptr, N, BLOCK: tl.constexpr):
-    """This program's tile: (its shape index, that shape's parameters, its rows, their mask, the padded points)."""
-    shape = tl.program_id(1).to(tl.int64)
+    """This program's tile: (its network's index in the stack, that network's parameters, its rows, their
+    mask, the padded points)."""
+    net = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < N
-    return shape, params_ptr + shape * NP, rows, mask, load_points(x_ptr + shape * N * 3, rows, mask)
+    return net, params_ptr + net * NP, rows, mask, load_points(x_ptr + net * N * 3, rows, mask)
 
 
 @triton.jit
@@ -185,7 +186,7 @@ def precision_constexpr(precision: str, device: torch.device) -> str:
 
 def stacked(params: torch.Tensor, x: torch.Tensor):
     """Validate params [7553] with x [N, 3], or params [S, 7553] with x [S, N, 3]; returns
-    (params [S, 7553], x [S, N, 3], single) where single says the inputs had no shape axis."""
+    (params [S, 7553], x [S, N, 3], single) where single says the inputs had no stack axis."""
     check_tensor("params", params, (1, 2), N_PARAMS)
     check_tensor("x", x, (2, 3), INPUT_DIM)
     if params.dim() + 1 != x.dim():

@@ -2,7 +2,7 @@
 
     h1 = relu(x @ W0 + b0),  h(l+1) = relu(h(l) @ Wl + bl)  (l = 1..7),  sdf = tanh(h8 @ W8 + b8)
 
-Grid (cdiv(N, BLOCK), S): a program owns BLOCK rows of one shape, loads that shape's weights
+Grid (cdiv(N, BLOCK), S): a program owns BLOCK rows of one network, loads that network's weights
 once per layer and keeps the activations in registers; only the points come in and one float per
 row goes out (12 + 4 bytes per sample). S = 1 is the single-network case.
 """
@@ -20,9 +20,9 @@ GPU_CONFIGS = {"fp32": (128, 8), "tf32x3": (256, 8), "tf32": (256, 8), "fp16": (
 
 @triton.jit
 def mlp_forward_kernel(params_ptr, x_ptr, out_ptr, N, BLOCK: tl.constexpr, PRECISION: tl.constexpr):
-    shape, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
+    net, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
     h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
-    tl.store(out_ptr + shape * N + rows, forward_output(h8, p, PRECISION), mask=mask)
+    tl.store(out_ptr + net * N + rows, forward_output(h8, p, PRECISION), mask=mask)
 
 
 def mlp_forward(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32",

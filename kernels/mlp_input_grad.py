@@ -21,10 +21,10 @@ GPU_CONFIGS = {"fp32": (64, 8), "tf32x3": (128, 8), "tf32": (128, 8), "fp16": (1
 
 @triton.jit
 def mlp_input_grad_kernel(params_ptr, x_ptr, sdf_ptr, grad_ptr, N, BLOCK: tl.constexpr, PRECISION: tl.constexpr):
-    shape, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
+    net, p, rows, mask, x = program_points(params_ptr, x_ptr, N, BLOCK)
     h1, h2, h3, h4, h5, h6, h7, h8 = forward_hidden(x, p, PRECISION)
     y = forward_output(h8, p, PRECISION)
-    tl.store(sdf_ptr + shape * N + rows, y, mask=mask)
+    tl.store(sdf_ptr + net * N + rows, y, mask=mask)
 
     col = tl.arange(0, OUT_P)[None, :]
     dz = tl.where(col == 0, (1.0 - y * y)[:, None], 0.0)  # [BLOCK, OUT_P], column 0 live
@@ -38,7 +38,7 @@ def mlp_input_grad_kernel(params_ptr, x_ptr, sdf_ptr, grad_ptr, N, BLOCK: tl.con
     dz = relu_backward(backward_input(dz, p, W1, H, H, H, H, PRECISION), h1)
     dx = backward_input(dz, p, W0, IN, H, IN_P, H, PRECISION)
     c = tl.arange(0, IN_P)[None, :]
-    tl.store(grad_ptr + shape * N * 3 + rows[:, None] * IN + c, dx, mask=mask[:, None] & (c < IN))
+    tl.store(grad_ptr + net * N * 3 + rows[:, None] * IN + c, dx, mask=mask[:, None] & (c < IN))
 
 
 def mlp_forward_and_input_grad(params: torch.Tensor, x: torch.Tensor, precision: str = "fp32",

@@ -4,7 +4,7 @@
     dz9 = sign(y - t) (1 - y^2) / N,  dz(l) = (dz(l+1) @ Wl^T) * [h(l) > 0]
     dL/dWl = h(l)^T @ dz(l+1),  dL/dbl = sum_rows dz(l+1)     (h(0) = x)
 
-Grid (P, S): program k of shape s walks the row blocks k, k + P, k + 2P, ... of that shape; for
+Grid (P, S): program k of network s walks the row blocks k, k + P, k + 2P, ... of that network; for
 each block it runs the forward keeping h1..h8 in registers, then the backward, and adds the
 block's weight gradients to accumulators held in registers. Only at the end does it write them,
 once: per-program writes cost P * 30 KB in all, however large N is (one block per program would
@@ -72,14 +72,14 @@ def mlp_train_kernel(params_ptr, x_ptr, target_ptr, grad_ptr, N, inv_n, BLOCK: t
                      PRECISION: tl.constexpr, ATOMIC: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)  # int64 row arithmetic: the loop below counts in its type
     programs = tl.num_programs(0)
-    shape = tl.program_id(1).to(tl.int64)
-    p = params_ptr + shape * NP
-    x_ptr += shape * N * 3
-    target_ptr += shape * N
+    net = tl.program_id(1).to(tl.int64)
+    p = params_ptr + net * NP
+    x_ptr += net * N * 3
+    target_ptr += net * N
     if ATOMIC:
-        g = grad_ptr + shape * (NP + 1)
+        g = grad_ptr + net * (NP + 1)
     else:
-        g = grad_ptr + (shape * programs + pid) * (NP + 1)
+        g = grad_ptr + (net * programs + pid) * (NP + 1)
 
     gw0 = tl.zeros((IN_P, H), tl.float32)
     gw1 = tl.zeros((H, H), tl.float32)
@@ -158,7 +158,7 @@ def latency_bound_configs(x: torch.Tensor, n: int, shapes: int) -> dict:
 
 
 def default_programs(x: torch.Tensor, blocks: int, shapes: int) -> int:
-    """Programs per shape: enough to fill the GPU (SMs * GPU_PROGRAMS_PER_SM over all shapes), never
+    """Programs per network: enough to fill the GPU (SMs * GPU_PROGRAMS_PER_SM over all networks), never
     more than there are row blocks; a few in the interpreter (it runs them one after another)."""
     if x.device.type != "cuda":
         return min(blocks, 2)
@@ -171,8 +171,8 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
                       warps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean L1 loss and its gradient w.r.t. the flat parameters. params [7553], x [N, 3], target [N]
     -> (loss [], grad [7553]); params [S, 7553], x [S, N, 3], target [S, N] -> (loss [S], grad
-    [S, 7553]), each shape's own mean loss and gradient. Autograd-free. block (rows per step),
-    programs (per shape) and warps (per program) override the defaults."""
+    [S, 7553]), each network's own mean loss and gradient. Autograd-free. block (rows per step),
+    programs (per network) and warps (per program) override the defaults."""
     p, xs, single = stacked(params, x)
     check_tensor("target", target, (x.dim() - 1,))
     if tuple(target.shape) != tuple(x.shape[:-1]):
@@ -194,8 +194,8 @@ def mlp_loss_and_grad(params: torch.Tensor, x: torch.Tensor, target: torch.Tenso
         raise ValueError(f"programs must be >= 1, got {programs}")
     programs = min(programs, blocks) if programs else default_programs(x, blocks, S)
     atomic = reduce == "atomic"
-    shape = (S, N_PARAMS + 1) if atomic else (S, programs, N_PARAMS + 1)
-    buf = (torch.zeros if atomic else torch.empty)(shape, dtype=torch.float32, device=x.device)
+    size = (S, N_PARAMS + 1) if atomic else (S, programs, N_PARAMS + 1)
+    buf = (torch.zeros if atomic else torch.empty)(size, dtype=torch.float32, device=x.device)
     mlp_train_kernel[(programs, S)](p, xs, target.reshape(S, N), buf, N, 1.0 / N, BLOCK=block, PRECISION=kprec,
                                     ATOMIC=atomic, num_warps=warps)
     total = buf if atomic else buf.sum(dim=1)

@@ -131,15 +131,15 @@ def _render(params, width, height, camera, device, background, shading, max_step
     device = resolve_device(params, device)
     p = params_on(params, device)
 
-    shape = (height, width)
+    size = (height, width)
     if device == "cuda":
         import torch
 
         new = lambda s, dt: torch.empty(s, dtype=getattr(torch, dt), device="cuda")  # noqa: E731
     else:
         new = lambda s, dt: np.empty(s, dtype=dt)  # noqa: E731
-    image = new(shape + (3,), "uint8")
-    depth, normals, hit = (new(shape, "float32"), new(shape + (3,), "float32"), new(shape, "uint8")) if buffers else (None,) * 3
+    image = new(size + (3,), "uint8")
+    depth, normals, hit = (new(size, "float32"), new(size + (3,), "float32"), new(size, "uint8")) if buffers else (None,) * 3
     native.render(
         device, data_ptr(p), width, height, eye, forward, right, up, eps, relaxation, BOUND_RADIUS, int(max_steps),
         SHADING_MODES[shading], light, np.asarray(albedo, dtype=np.float64), background / 255.0, ambient,

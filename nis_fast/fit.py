@@ -356,7 +356,7 @@ def _samples(mesh, config, device, seed):
     return points, targets, transform, source, {"sampling": time.perf_counter() - t0, "mesh_setup": t1 - t0}
 
 
-def _shape(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
+def _neural_sdf(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
     backend = training_backend(device)
     recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": backend,
               "kernel_precision": training_kernel_precision(config.precision, device) if backend == "triton" else None,
@@ -372,7 +372,7 @@ def _fit(mesh, config, device, seed, progress, callback):
     per_shape = None if callback is None else (lambda s, epoch, loss, lr: callback(epoch, loss, lr))
     history = train(params, points[None], targets[None], config, seed, progress, per_shape)
     seconds = {**sampling_seconds, "training": time.perf_counter() - t0}
-    return _shape(params[0], transform, source, config, device, seed, history[-1][0], seconds)
+    return _neural_sdf(params[0], transform, source, config, device, seed, history[-1][0], seconds)
 
 
 def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0, progress=None,
@@ -395,6 +395,6 @@ def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0
     history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seed,
                     progress, callback)
     training_s = (time.perf_counter() - t0) / len(meshes)  # each shape's share of the batched run
-    return [_shape(params[i], transform, source, config, device, seed + i, history[-1][i],
+    return [_neural_sdf(params[i], transform, source, config, device, seed + i, history[-1][i],
                    {**sampling_seconds, "training": training_s})
             for i, (_, _, transform, source, sampling_seconds) in enumerate(sets)]

@@ -1,65 +1,31 @@
-"""Exact signed distance, closest points, winding numbers and ray hits on a triangle mesh.
+"""MeshSDF: exact signed distance, closest points, winding numbers and ray hits on a triangle mesh.
 
-`MeshSDF(mesh)` builds a BVH once (binned SAH on the CPU, collapsed to an 8-wide
-tree whose children carry an axis-aligned and an oriented box, leaves of four
-triangles tested together) and answers batched queries with the native engine:
-the same traversal and triangle maths run in an OpenMP loop on the CPU (vector
-instructions across a node's children and a leaf's triangles) and in a CUDA
-kernel for CUDA tensors.
+The BVH is built once (nis_fast.ops.mesh_query; the tree and the traversal are described in
+csrc/include/nis/bvh.h) and answers batched queries on the CPU or, for CUDA tensors, on the GPU.
 
-Inputs: numpy arrays or torch tensors of shape (N, 3) or (3,), float32 or
-float64 (integers are converted to float64; float16 and bfloat16 to float32;
-other byte orders to the native one). Contiguous float32/float64 inputs are read
-in place, not copied. Outputs are of the same kind, on the same device, in the
-same float dtype, and carry no autograd history (a tensor that requires grad is
-read as data; the distance's gradient is (p - closest point) / distance, times
-the sign). float64 queries read float64
-triangles and are exact to rounding; float32 queries are float32 throughout.
-The float64 copy of the tree is built by the first float64 query (or at once,
-``MeshSDF(mesh, float64=True)``): float32 users never hold it (``nbytes``).
+Inputs: numpy arrays or torch tensors of shape (N, 3) or (3,), float32 or float64 (integers become
+float64, float16/bfloat16 float32, other byte orders native). Contiguous float32/float64 inputs are
+read in place. Outputs have the input's kind, device and float dtype, without autograd history.
+float64 queries are exact to rounding; float32 queries are float32 throughout. Where triangles tie
+(a closest point on a shared edge or vertex) the face reported may depend on the batch.
 
-Sign conventions and what happens on imperfect meshes:
-- ``sign="winding"`` (default): negative where the generalised winding number
-  (Jacobson et al. 2013, evaluated fast as in Barill et al. 2018) exceeds 1/2.
-  On closed, consistently oriented meshes this is inside/outside. On open meshes
-  (holes) the winding number is fractional near the holes and the sign follows
-  it: a point is "inside" when the surface wraps more than half-way around it.
-  On self-intersecting or overlapping meshes, regions covered twice have winding
-  number 2 and count as inside (the union). Non-manifold edges and duplicate
-  vertices change nothing. Duplicate faces count twice; reversed faces cancel.
-- ``sign="pseudonormal"``: the sign of (p - closest point) . n with n the
-  angle-weighted pseudonormal of the closest face, edge or vertex (Baerentzen &
-  Aanaes 2005). Faster, and exact for closed, consistently oriented, manifold,
-  non-self-intersecting meshes: ``MeshSDF.pseudonormal_exact``, checked at build.
-  ``mesh.report['watertight']`` is not enough (it does not look for
-  self-intersections); elsewhere the sign can be wrong far from the defect (e.g.
-  inside the overlap of two boxes).
-- Points exactly on the surface have distance 0 (either sign of zero); their
-  winding number, and so ``contains``, may go either way.
+Sign:
+- ``sign="winding"`` (default): negative where the generalised winding number (Jacobson et al.
+  2013, evaluated fast as in Barill et al. 2018) exceeds 1/2: inside/outside on closed meshes; on
+  open meshes "inside" where the surface wraps more than half-way around the point; regions covered
+  twice by self-intersecting meshes count as inside (the union); duplicate faces count twice.
+  Where the pseudonormal sign is provably the same (``pseudonormal_exact``), it is used instead.
+- ``sign="pseudonormal"``: the sign of (p - closest point) . n for the angle-weighted pseudonormal n
+  (Baerentzen & Aanaes 2005): cheaper, and right where ``pseudonormal_exact`` holds; elsewhere it can
+  be wrong far from the defect (``mesh.report['watertight']`` is not enough: it does not look for
+  self-intersections).
+- Points on the surface have distance 0 of either sign; farther from the mesh than sqrt(area / pi)
+  the sign is outside by that bound alone (a triangle subtends at most its area over its squared
+  distance).
 
-Accuracy: distances and closest points are exact (float64: to rounding, ~1e-15
-relative; float32: float32 maths on float32 triangles). Where triangles tie (the
-closest point on a shared edge or vertex), which one is reported depends on the
-query order, so a point can come out differently by rounding in another batch. ``winding`` is the fast
-approximation (max error ~0.05 at the default beta = 2 on the shared test meshes,
-< 2e-3 at beta = 8), far below what the sign needs away from w = 1/2. On closed
-meshes (every edge in exactly two oppositely oriented faces: ``closed``) the
-winding number is an integer off the surface, and big batches carry it from
-point to point (exactly: through overlapping empty balls, or by counting the
-triangles a short segment crosses, with the fast winding number as fallback).
-When the mesh is moreover embedded (no face meets another except at shared
-edges and vertices) with winding number 0 in front of every connected piece
-(``pseudonormal_exact``, checked once at build), the winding number is 0 or 1
-and equals the pseudonormal sign, which ``sign="winding"`` then takes for
-points beyond rounding of the surface whose closest face is not next to a
-pinched vertex, a fold or spike, or a sheet nearer than float32 resolves.
-Farther from the mesh than sqrt(area / pi) the winding number is below 1/4
-(a triangle subtends at most its area over its squared distance), so the sign
-there is outside by that bound alone (``sign="pseudonormal"`` too where it
-is the winding sign): that far out, float32 cannot tell the triangles apart.
-
-``intersect(origins, directions)`` gives the first hit along o + t d for t >= 0
-(t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
+``winding`` is the fast approximation (accuracy set by ``beta``), far more accurate than the sign
+needs away from w = 1/2. ``intersect(origins, directions)`` gives the first hit along o + t d for
+t >= 0 (t in units of |d|; inf and face -1 on a miss); faces are hit from both sides.
 """
 from __future__ import annotations
 
@@ -111,14 +77,8 @@ class MeshSDF:
 
     @property
     def pseudonormal_exact(self) -> bool:
-        """True when the pseudonormal sign provably equals the winding-number sign.
-
-        The mesh is closed, manifold at every vertex, free of self-intersections (checked
-        conservatively: faces that come within rounding of each other count as meeting),
-        free of degenerate faces and nearly folded edges, and has winding number 0 on the
-        front side of every connected piece. ``sign="winding"`` then takes the (cheaper)
-        pseudonormal sign, except within rounding of the surface.
-        """
+        """True when the pseudonormal sign provably equals the winding-number sign (checked at build:
+        the conditions are listed with MeshView::pseudonormal_exact in csrc/include/nis/bvh.h)."""
         return bool(self._bvh.pseudonormal_exact)
 
     @property

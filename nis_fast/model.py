@@ -60,7 +60,7 @@ class NeuralSDF:
         p = torch.from_numpy(np.ascontiguousarray(points)) if as_numpy else points
         if p.shape[-1:] != (3,):
             raise ValueError(f"points must have shape (..., 3), got {tuple(p.shape)}")
-        shape = p.shape[:-1]
+        batch_shape = p.shape[:-1]
         p = p.reshape(-1, 3).to(self.device)
         if space == "world":
             # In float64: world coordinates far from the origin lose the shape's detail in float32.
@@ -75,7 +75,7 @@ class NeuralSDF:
             d = torch.cat([mlp_forward_torch(self.params, c) for c in p.split(_EVAL_CHUNK)])
         if space == "world":
             d = d / self.transform.scale
-        d = d.reshape(shape)
+        d = d.reshape(batch_shape)
         return d.detach().cpu().numpy() if as_numpy else d.to(points.device)
 
     def save(self, path, dtype: str = "float32"):

@@ -80,12 +80,12 @@ class Query:
         self.stream = stream_ptr(self.device)
 
     def empty(self, tail: tuple, index: bool = False):
-        shape = (self.n, *tail)
+        size = (self.n, *tail)
         if self.is_torch:
             import torch
 
-            return torch.empty(shape, dtype=torch.int32 if index else self.x.dtype, device=self.x.device)
-        return np.empty(shape, dtype=np.int32 if index else self.x.dtype)
+            return torch.empty(size, dtype=torch.int32 if index else self.x.dtype, device=self.x.device)
+        return np.empty(size, dtype=np.int32 if index else self.x.dtype)
 
     def shape_out(self, out):
         return out[0] if self.single else out
