@@ -30,6 +30,11 @@ def rotation(seed: int) -> np.ndarray:
     return q if np.linalg.det(q) > 0 else -q
 
 
+def points(n, seed=0):
+    """n float32 points uniform in [-1.2, 1.2]^3 (a little beyond the unit cube the networks live in)."""
+    return np.random.default_rng(seed).uniform(-1.2, 1.2, (n, 3)).astype(np.float32)
+
+
 BOX_HALF = 0.43
 BOX_ROTATION = rotation(3)
 

@@ -10,7 +10,7 @@ the same name with a leading underscore:
                                                                                     tests/test_mesh_query.py
     nis_fast.ops.mlp.eval_sdf                         _mlp_forward, _mlp_forward_and_input_grad   tests/test_mlp.py
     nis_fast.ops.mlp.TorchLossGrad, kernels.mlp_loss_and_grad   _mlp_loss_and_grad   tests/test_mlp.py, test_kernels_mlp.py
-    nis_fast.ops.mlp.adam_step_torch, kernels.adam_step_        _adam_step_          tests/test_kernels_adam.py
+    nis_fast.ops.mlp.adam_step_torch, kernels.adam_step_        _adam_step_          tests/test_mlp.py, test_kernels_adam.py
     nis_fast.ops.render.sphere_trace                  _sphere_trace, _render       tests/test_render.py
     nis_fast.ops.marching_cubes.marching_cubes        _marching_cubes              tests/test_marching_cubes.py
 """
@@ -302,6 +302,16 @@ def _render(params, width, height, camera, **trace_settings):
         normals[hit] = g / np.linalg.norm(g, axis=1, keepdims=True)
     depth = np.where(hit, t, np.inf)
     return depth.reshape(height, width), normals.reshape(height, width, 3), hit.reshape(height, width)
+
+
+def _marching_cubes(volume, level=0.0):
+    """(vertices [V, 3], faces [F, 3]) of the level set of a dense volume by scikit-image's classic
+    (Lorensen) marching cubes, in index coordinates, with its default gradient_direction="descent"
+    (faces wind outwards for an SDF). scikit-image is imported here, only by the tests that use it."""
+    from skimage.measure import marching_cubes
+
+    vertices, faces, _, _ = marching_cubes(volume, level, method="lorensen")
+    return vertices, faces
 
 
 def box_network(half_extent: float, rotation=None) -> np.ndarray:

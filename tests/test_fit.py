@@ -1,4 +1,5 @@
-"""The fit: manual gradient vs autograd, Keras' Adam and plateau rule, determinism, and short fits that work."""
+"""The fit: Keras' plateau rule, the config, determinism, and short fits that work. (The training step it
+runs, TorchLossGrad and adam_step_torch, is tested against its twins in test_mlp.py.)"""
 import math
 
 import numpy as np
@@ -8,7 +9,6 @@ import torch
 import nis_fast as nf
 from nis_fast.core import layout as network
 from nis_fast.fit import FitConfig, _Plateau
-from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch
 from nis_fast.core.normalization import Normalization
 from nis_fast.sampling import importance_samples
 from reference import _forward
@@ -25,37 +25,6 @@ def sphere(p):
 def box(p, half=(0.6, 0.35, 0.25)):
     q = p.abs() - torch.tensor(half, dtype=p.dtype, device=p.device)
     return q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
-
-
-@pytest.mark.parametrize("n", [1, 7, 300, 1024])
-def test_manual_gradient_matches_autograd(n):
-    g = torch.Generator().manual_seed(n)
-    params = torch.from_numpy(network.glorot_uniform(n)) + 0.05 * torch.randn(network.N_PARAMS, generator=g)
-    x = torch.rand(n, 3, generator=g) * 2 - 1
-    target = sphere(x) + 0.1 * torch.randn(n, generator=g)
-    loss, grad = TorchLossGrad(1024, "cpu")(params, x, target)
-
-    p = params.clone().requires_grad_()
-    ref = (_forward(p, x) - target).abs().mean()
-    ref.backward()
-    assert torch.allclose(loss, ref.detach(), rtol=1e-6, atol=0)
-    assert torch.allclose(grad, p.grad, rtol=1e-4, atol=1e-7), (grad - p.grad).abs().max()
-
-
-def test_keras_adam_matches_textbook_adam_when_eps_vanishes():
-    """Keras and Kingma & Ba place eps differently; with eps -> 0 both are the same update."""
-    rng = np.random.default_rng(0)
-    p0 = rng.normal(size=500)
-    grads = [rng.normal(size=500) for _ in range(5)]
-    ours, m, v = torch.tensor(p0, dtype=torch.float32), torch.zeros(500), torch.zeros(500)
-    ref, m_ref, v_ref = p0.copy(), np.zeros(500), np.zeros(500)
-    for t, grad in enumerate(grads, 1):
-        adam_step_torch(ours, torch.tensor(grad, dtype=torch.float32), m, v, t, 0.01, 0.9, 0.999, 1e-30)
-        m_ref = 0.9 * m_ref + 0.1 * grad
-        v_ref = 0.999 * v_ref + 0.001 * grad**2
-        ref -= 0.01 * (m_ref / (1 - 0.9**t)) / np.sqrt(v_ref / (1 - 0.999**t))
-    assert np.allclose(ours.numpy(), ref, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(ours.numpy(), p0, atol=1e-3)
 
 
 def test_plateau_follows_keras():

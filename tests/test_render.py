@@ -1,54 +1,18 @@
-"""Native network evaluation and sphere tracing against the plain references of tests/reference.py:
-forward_numpy, torch autograd, the PyTorch sphere tracer, and the closed-form cube of `box_network`."""
+"""Sphere tracing against the plain references of tests/reference.py: the PyTorch sphere tracer
+(`_render`) and the closed-form cube of `box_network` (`ray_box_reference`); shading, odd sizes, errors
+and CUDA against the CPU. The network evaluation itself (`eval_sdf`) is tested in test_mlp.py."""
 import numpy as np
 import pytest
 import torch
-from decode_nets import BOX_HALF, BOX_ROTATION, box_net, car_net, random_net
+from decode_nets import BOX_HALF, BOX_ROTATION, box_net, car_net, points, random_net
 
 from nis_fast import decode
 from nis_fast.ops.native import cuda_available, native
-from reference import ray_box_reference, _render, _sdf_gradient
-from reference import _mlp_forward_numpy as forward_numpy
+from reference import ray_box_reference, _render
 
 W, H = 32, 24
 CAM = decode.Camera.orbit(35.0, 25.0)
 TRACE = dict(eps=1e-4, relaxation=1.6, max_steps=200)
-
-
-def points(n, seed=0):
-    return np.random.default_rng(seed).uniform(-1.2, 1.2, (n, 3)).astype(np.float32)
-
-
-@pytest.mark.parametrize("make", [lambda: random_net(0), box_net, car_net])
-def test_eval_sdf_matches_forward_numpy(make):
-    params, x = make(), points(5000)
-    np.testing.assert_allclose(decode.eval_sdf(params, x), forward_numpy(params, x), atol=1e-5)
-
-
-def test_eval_sdf_keeps_the_kind_of_its_input():
-    params, x = random_net(1), points(100)
-    ref = forward_numpy(params, x)
-    out64 = decode.eval_sdf(params, x.astype(np.float64))
-    assert isinstance(out64, np.ndarray) and out64.dtype == np.float64
-    out_t = decode.eval_sdf(torch.from_numpy(params), torch.from_numpy(x))
-    assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
-    np.testing.assert_allclose(out_t.numpy(), ref, atol=1e-5)
-    assert decode.eval_sdf(params, np.zeros((0, 3), np.float32)).shape == (0,)
-
-
-@pytest.mark.parametrize("make", [lambda: random_net(0), car_net])
-def test_analytic_gradient_matches_autograd(make):
-    params, x = make(), points(3000, seed=2)
-    f, g = decode.eval_sdf(params, x, with_grad=True)
-    np.testing.assert_allclose(f, forward_numpy(params, x), atol=1e-5)
-    ref = _sdf_gradient(params, x).numpy()
-    np.testing.assert_allclose(g, ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
-
-
-def test_box_network_is_exact():
-    x = points(2000, seed=3)
-    exact = np.tanh(np.abs(x.astype(np.float64) @ BOX_ROTATION.T).max(axis=1) - BOX_HALF)
-    np.testing.assert_allclose(decode.eval_sdf(box_net(), x), exact, atol=1e-6)
 
 
 def test_render_of_the_cube_matches_closed_form():
@@ -138,10 +102,13 @@ def test_cuda_without_a_gpu_raises_a_clear_error():
     with pytest.raises(RuntimeError, match="CUDA"):
         native.sdf_points("cuda", params.ctypes.data, x.ctypes.data, 4, out.ctypes.data, 0, 0)
     image = np.empty((2, 2, 3), np.uint8)
-    cam = decode.Camera().basis(2, 2)
+    eye, forward, right, up = decode.Camera().basis(2, 2)
+    cam = native.PinholeCamera(eye=eye, forward=forward, right=right, up=up, width=2, height=2)
+    trace = native.TraceSettings(eps=1e-3, relaxation=1.6, bound_radius=1.0, max_steps=8)
+    shade = native.ShadeSettings(mode=0, light=(0, 0, 1), albedo=(1, 1, 1), background=(0, 0, 0), ambient=0.2,
+                                 ao_samples=0, ao_step=0.02, depth_near=1.0, depth_far=3.0)
     with pytest.raises(RuntimeError, match="CUDA"):
-        native.render("cuda", params.ctypes.data, 2, 2, *cam, 1e-3, 1.6, 1.0, 8, 0, (0, 0, 1), (1, 1, 1), (0, 0, 0),
-                      0.2, 0, 0.02, 1.0, 3.0, image.ctypes.data, 0, 0, 0, 0)
+        native.render("cuda", params.ctypes.data, cam, trace, shade, image.ctypes.data, 0, 0, 0, 0)
     cells, counts = np.zeros(1, np.int64), np.empty(1, np.int64)
     with pytest.raises(RuntimeError, match="CUDA"):
         native.mc_cell_cases("cuda", out.ctypes.data, 0, 4, 2, 2, 0.0, cells.ctypes.data, 1, image.ctypes.data,
@@ -178,11 +145,3 @@ def test_cuda_render_matches_cpu(make):
     assert np.mean(np.abs(cpu.image.astype(int) - gpu.image.astype(int)).max(axis=-1) <= 2) > 0.99
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
-def test_cuda_eval_matches_cpu():
-    params, x = car_net(), points(100_000)
-    f, g = decode.eval_sdf(torch.from_numpy(params).cuda(), torch.from_numpy(x).cuda(), with_grad=True)
-    f_cpu, g_cpu = decode.eval_sdf(params, x, with_grad=True)
-    np.testing.assert_allclose(f.cpu().numpy(), f_cpu, atol=1e-5)
-    np.testing.assert_allclose(g.cpu().numpy(), g_cpu, atol=1e-4)

@@ -1,4 +1,5 @@
-"""Marching cubes: the native dense extraction against scikit-image's classic (Lorensen) marching cubes, and the
+"""Marching cubes (nis_fast/ops/marching_cubes.py, through nis_fast.decode): the native dense extraction against
+its twin tests/reference.py `_marching_cubes` (scikit-image's classic, Lorensen, marching cubes), and the
 narrow-band (sparse) extraction against the dense one.
 
 Convention matched: skimage.measure.marching_cubes(volume, level, method="lorensen") with its default
@@ -12,13 +13,9 @@ from scipy.spatial import cKDTree
 
 from nis_fast import decode
 from nis_fast.ops.native import cuda_available
+from reference import _marching_cubes
 
-skimage_measure = pytest.importorskip("skimage.measure", reason="scikit-image is the marching-cubes oracle")
-
-
-def skimage_mc(volume, level=0.0):
-    v, f, _, _ = skimage_measure.marching_cubes(volume, level, method="lorensen")
-    return v, f
+pytest.importorskip("skimage.measure", reason="scikit-image is the marching-cubes oracle (reference._marching_cubes)")
 
 
 def canonical_faces(faces):
@@ -48,7 +45,7 @@ def test_every_single_cell_case_matches_skimage():
     for c, case in enumerate(range(1, 255)):
         signs = np.array([1.0 if (case >> q) & 1 else -1.0 for q in range(8)]).reshape(2, 2, 2)
         vol[:, :, 2 * c:2 * c + 2] = signs * rng.uniform(0.1, 1.0, (2, 2, 2))
-    assert_same_mesh(*decode.marching_cubes(vol), *skimage_mc(vol))
+    assert_same_mesh(*decode.marching_cubes(vol), *_marching_cubes(vol))
 
 
 @pytest.mark.parametrize("shape", [(17, 17, 17), (9, 14, 11)])
@@ -60,13 +57,13 @@ def test_dense_matches_skimage_on_smooth_and_noisy_fields(shape):
     vol = vol.astype(np.float32)
     v, f = decode.marching_cubes(vol, 0.05)
     assert len(f) > 100
-    assert_same_mesh(v, f, *skimage_mc(vol, 0.05))
+    assert_same_mesh(v, f, *_marching_cubes(vol, 0.05))
 
 
 def test_dense_matches_skimage_on_network_grids():
     for params in (random_net(0), box_net()):
         vol = decode.sdf_grid(params, 33)
-        assert_same_mesh(*decode.marching_cubes(vol), *skimage_mc(vol))
+        assert_same_mesh(*decode.marching_cubes(vol), *_marching_cubes(vol))
 
 
 def test_faces_point_outwards_and_mesh_is_closed():
@@ -83,7 +80,7 @@ def test_faces_point_outwards_and_mesh_is_closed():
 def assert_sparse_equals_dense(params, resolution, safety):
     v, f = decode.to_mesh(params, resolution, safety=safety)
     h = 2.0 / (resolution - 1)
-    vd, fd = skimage_mc(decode.sdf_grid(params, resolution))
+    vd, fd = _marching_cubes(decode.sdf_grid(params, resolution))
     assert_same_mesh(v, f, vd * h - 1.0, fd, atol=1e-5)
     return v, f
 
