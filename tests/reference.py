@@ -8,7 +8,9 @@ the same name with a leading underscore:
     nis_fast.ops.mesh_query.mesh_closest / mesh_winding / mesh_intersect (through MeshSDF)
                                                       _mesh_closest, _mesh_winding, _mesh_sdf, _mesh_intersect
                                                                                     tests/test_mesh_query.py
-    nis_fast.ops.mlp.eval_sdf                         _mlp_forward, _mlp_forward_and_input_grad   tests/test_mlp.py
+    nis_fast.ops.mlp.eval_sdf                         _mlp_forward_numpy, _sdf_gradient             tests/test_mlp.py
+    nis_fast.ops.mlp.mlp_forward_torch, kernels.mlp_forward(_and_input_grad)
+                                                      _mlp_forward, _mlp_forward_and_input_grad   tests/test_kernels_mlp.py
     nis_fast.ops.mlp.TorchLossGrad, kernels.mlp_loss_and_grad   _mlp_loss_and_grad   tests/test_mlp.py, test_kernels_mlp.py
     nis_fast.ops.mlp.adam_step_torch, kernels.adam_step_        _adam_step_          tests/test_mlp.py, test_kernels_adam.py
     nis_fast.ops.render.sphere_trace                  _sphere_trace, _render       tests/test_render.py

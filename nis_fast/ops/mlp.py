@@ -2,7 +2,7 @@
 
 - `eval_sdf(params, points, with_grad)`: the network (and d f / d x) at a batch of points. Kernel:
   csrc/include/nis/mlp.h (written once), run by csrc/cpu/decode.cpp (OpenMP) or csrc/cuda/decode.cu.
-  Twins: tests/reference.py `_mlp_forward`, `_mlp_forward_and_input_grad`. Test: tests/test_mlp.py.
+  Twins: tests/reference.py `_mlp_forward_numpy`, `_sdf_gradient`. Test: tests/test_mlp.py.
 - `mlp_forward_torch(params, x)`: the network in torch, differentiable (gradients w.r.t. points or
   parameters); `forward_layers` is the same forward on unflattened layers that can write into buffers,
   which is what `TorchLossGrad` runs. Twin: `_mlp_forward`.
