@@ -11,7 +11,7 @@ from decode_nets import BOX_HALF, BOX_ROTATION, box_net, car_net, points, random
 
 from nis_fast import decode
 from nis_fast.core import layout as network
-from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch
+from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch, mlp_forward_torch
 from nis_fast.ops.native import cuda_available
 from reference import _forward, _sdf_gradient
 from reference import _mlp_forward_numpy as forward_numpy
@@ -32,6 +32,18 @@ def test_eval_sdf_keeps_the_kind_of_its_input():
     assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
     np.testing.assert_allclose(out_t.numpy(), ref, atol=1e-5)
     assert decode.eval_sdf(params, np.zeros((0, 3), np.float32)).shape == (0,)
+
+
+@pytest.mark.parametrize("make", [lambda: random_net(0), box_net, car_net])
+def test_torch_forward_matches_the_twins(make):
+    """mlp_forward_torch (the one torch forward: NeuralSDF's autograd path, and TorchLossGrad's forward)
+    in float64: its values are the numpy twin's and its autograd input gradient the plain twin's."""
+    params, x = make(), points(2000, seed=3)
+    xs = torch.from_numpy(x).double().requires_grad_(True)
+    f = mlp_forward_torch(torch.from_numpy(params).double(), xs)
+    (g,) = torch.autograd.grad(f.sum(), xs)
+    np.testing.assert_allclose(f.detach().numpy(), forward_numpy(params, x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g.numpy(), _sdf_gradient(params, x).numpy(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("make", [lambda: random_net(0), car_net])
