@@ -19,12 +19,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # -fno-trapping-math: nothing here reads floating-point exception flags, and without it GCC
 # will not turn the branch-free lane loops of the triangle packets (bvh.h) into vector code.
 # -ffp-contract=off: no fused multiply-adds behind the code's back, so every ISA rounds the
-# same way (the embedding certificate and the crossing tests reason about that rounding); it
-# costs 1-3 %.
+# same way (the embedding certificate and the crossing tests reason about that rounding).
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-std=c++17"]
 # The module is compiled on the machine that installs it, so on x86-64 it takes that CPU's
-# vector width: with AVX2 the 8-wide node tests are one instruction each, 15-25 % faster
-# queries than the 4-wide tree at SSE4.2 (x86-64-v2; benchmarks/RESULTS.md).
+# vector width: with AVX2 each float32 step of the 8-wide node tests is one instruction, not two
+# as at SSE4.2 (x86-64-v2); benchmarks/RESULTS.md has the figures.
 # Set NIS_FAST_CPU_ARCH=x86-64-v2 (or another -march value) for a build meant for other machines.
 _default_arch = "native" if platform.machine().lower() in ("x86_64", "amd64") else ""
 CPU_ARCH = os.environ.get("NIS_FAST_CPU_ARCH", _default_arch).strip()
@@ -169,7 +168,8 @@ def make_extension():
     )
 
 
-# The C++ sources compile in parallel, one job a core (NIS_FAST_BUILD_JOBS=N sets it): 11 files at -O3.
+# The C++ sources (csrc/*.cpp and csrc/cpu/*.cpp, globbed) compile in parallel, one job a core
+# (NIS_FAST_BUILD_JOBS=N sets it).
 ParallelCompile("NIS_FAST_BUILD_JOBS").install()
 write_cpu_record()
 setup(

@@ -2,7 +2,7 @@
 #include <omp.h>
 
 #include "bind_util.h"
-#include "nis/ops.h"
+#include "nis/triangle_ops.h"
 
 namespace nis {
 

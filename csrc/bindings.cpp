@@ -6,12 +6,12 @@ namespace nis {
 namespace py = pybind11;
 void bind_core(py::module_& m);
 void bind_mesh(py::module_& m);
-void bind_render(py::module_& m);
+void bind_decode(py::module_& m);
 }  // namespace nis
 
 PYBIND11_MODULE(_C, m) {
     m.doc() = "nis_fast native backend (CPU/OpenMP, optional CUDA); raw pointers in, no torch types.";
     nis::bind_core(m);
     nis::bind_mesh(m);
-    nis::bind_render(m);
+    nis::bind_decode(m);
 }

@@ -141,10 +141,13 @@ def _render(params, width, height, camera, device, background, shading, max_step
     image = new(size + (3,), "uint8")
     depth, normals, hit = (new(size, "float32"), new(size + (3,), "float32"), new(size, "uint8")) if buffers else (None,) * 3
     native.render(
-        device, data_ptr(p), width, height, eye, forward, right, up, eps, relaxation, BOUND_RADIUS, int(max_steps),
-        SHADING_MODES[shading], light, np.asarray(albedo, dtype=np.float64), background / 255.0, ambient,
-        int(ao_samples), ao_step, max(dist - BOUND_RADIUS, 0.0), dist + BOUND_RADIUS,
-        data_ptr(image), *(data_ptr(b) if b is not None else 0 for b in (depth, normals, hit)), stream_ptr(device))
+        device, data_ptr(p),
+        native.PinholeCamera(eye=eye, forward=forward, right=right, up=up, width=width, height=height),
+        native.TraceSettings(eps=eps, relaxation=relaxation, bound_radius=BOUND_RADIUS, max_steps=int(max_steps)),
+        native.ShadeSettings(mode=SHADING_MODES[shading], light=light, albedo=np.asarray(albedo, dtype=np.float64),
+                             background=background / 255.0, ambient=ambient, ao_samples=int(ao_samples),
+                             ao_step=ao_step, depth_near=max(dist - BOUND_RADIUS, 0.0), depth_far=dist + BOUND_RADIUS),
+        *(data_ptr(b) if b is not None else 0 for b in (image, depth, normals, hit)), stream_ptr(device))
     to_numpy = (lambda a: a.cpu().numpy()) if device == "cuda" else (lambda a: a)
     if not buffers:
         return to_numpy(image)

@@ -211,8 +211,8 @@ struct PairTester {
 };
 
 // Pair tests allowed per face. Every face at a vertex of degree N meets the other N - 1 there
-// (N^2 tests: a fan-triangulated cap of 40k faces took 23 s); past the budget the answer is
-// "not exact". Typical meshes need ~10-20 per face.
+// (N^2 tests: a fan-triangulated cap of many faces would take quadratic time); past the budget
+// the answer is "not exact". Ordinary meshes need a small fraction of it.
 constexpr int64_t kPairTestsPerFace = 64;
 
 // No two triangles meet except where they share vertices (a leaf against every leaf whose
@@ -223,8 +223,8 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
     const PairTester tester{m, faces};
     const int32_t packets = m.num_slots / kLanes;
     std::atomic<bool> apart{true};
-    // Taken from in batches: one shared counter for every test made the two threads trade
-    // its cache line (the check took 1.3x, not 2x, less time on two of them).
+    // Taken from in batches: a shared counter touched by every test would have the threads
+    // trade its cache line.
     constexpr int64_t kBatch = 256;
     std::atomic<int64_t> budget{kPairTestsPerFace * h.num_faces};
 #pragma omp parallel for schedule(dynamic, 16)
@@ -242,7 +242,7 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
                 hi[k] = std::max(hi[k], b[k + 3] + kApart);
             }
         }
-        // A fixed stack (a node's kWidth children on top of kWidth - 1 pending per level: the
+        // A fixed stack (a node's kChildren children on top of kChildren - 1 pending per level: the
         // traversal bound): nothing is allocated, so nothing can throw inside the parallel loop.
         int32_t stack[kBvhStackSize];
         int sp = 0;
@@ -271,7 +271,7 @@ bool embedded(MeshBvhHost& h, const int32_t* faces) {
                 continue;
             }
             const BvhNode& n = m.nodes[ref];
-            for (int k = 0; k < kWidth; ++k) {
+            for (int k = 0; k < kChildren; ++k) {
                 bool overlap = n.child[k] != kEmptyChild;
                 for (int axis = 0; axis < 3; ++axis)
                     overlap &= (n.lo[axis][k] <= hi[axis]) & (n.hi[axis][k] >= lo[axis]);

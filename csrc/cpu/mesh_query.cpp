@@ -21,7 +21,7 @@ namespace {
 
 constexpr int64_t kChunk = 256;
 // Closest-point queries go in runs of Morton-consecutive points, each starting with no hint:
-// the longer the run the fewer cold starts (2048 against 256: +1-2.5 % at 2 threads), while a
+// the longer the run the fewer cold starts, while a
 // batch still splits into 64 runs or more to balance many threads. The length depends on the
 // batch size alone: where runs start decides ties, and the answers must not depend on the
 // thread count.
@@ -52,10 +52,9 @@ QueryOrder query_order(const T* points, int64_t n) {
     T inv_extent[3];
     for (int k = 0; k < 3; ++k) inv_extent[k] = hi[k] > lo[k] ? T(1) / (hi[k] - lo[k]) : T(0);
     // The index rides along with its code in the sort words. LSD radix sort on the
-    // 30-bit code, 10 bits a pass: linear, and several times faster than std::sort here. Each
-    // thread codes, counts and scatters its own block of the words (blocks in order: stable),
-    // so the sort is not the serial part of a batch (at 200k points, one thread took ~10 %
-    // of a 2-thread near-surface batch).
+    // 30-bit code, 10 bits a pass: linear, where std::sort is n log n. Each thread codes,
+    // counts and scatters its own block of the words (blocks in order: stable), so the sort
+    // is not a serial part of the batch.
     std::vector<uint64_t>& keyed = order.words;
     keyed.resize(n);
     std::vector<uint64_t> scratch(n);
@@ -124,7 +123,7 @@ void mesh_intersect(const MeshView<T>& m, const T* origins, const T* directions,
     const QueryOrder order = query_order(origins, n);
 #pragma omp parallel for schedule(dynamic, kChunk)
     for (int64_t k = 0; k < n; ++k) {
-        if (k + kPrefetch < n) {  // the rays are read in their origins' Morton order: scattered (+12 %)
+        if (k + kPrefetch < n) {  // the rays are read in their origins' Morton order: scattered
             __builtin_prefetch(origins + 3 * order[k + kPrefetch]);
             __builtin_prefetch(directions + 3 * order[k + kPrefetch]);
         }

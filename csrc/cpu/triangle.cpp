@@ -1,6 +1,6 @@
 // CPU backend of the per-pair closest-point op: an OpenMP loop around the
 // shared NIS_HD function in triangle.h.
-#include "nis/ops.h"
+#include "nis/triangle_ops.h"
 #include "nis/triangle.h"
 
 namespace nis {

@@ -35,52 +35,50 @@ struct DeviceArray {
     ~DeviceArray() {
         if (ptr) cudaFree(ptr);
     }
+    const T* data() const { return ptr; }
+};
+
+// The arrays that do not depend on the precision, on the device.
+struct DeviceShared {
+    DeviceArray<BvhNode> nodes;
+    DeviceArray<int32_t> face_ids, pseudonormal_ids;
+    DeviceArray<uint8_t> pseudonormal_unsafe;
+    explicit DeviceShared(const MeshBvhHost& h)
+        : nodes(h.nodes), face_ids(h.face_ids), pseudonormal_ids(h.pseudonormal_ids),
+          pseudonormal_unsafe(h.pseudonormal_unsafe) {}
 };
 }  // namespace
 
-// The arrays that come in each precision (PrecisionArrays on the device), less the oriented
-// boxes, which CUDA threads do not test (kTestOrientedBoxes in bvh.h).
+// The arrays that come in each precision (PrecisionArrays on the device). The oriented boxes
+// stay on the host (child_boxes is null): CUDA threads do not test them (kTestOrientedBoxes in bvh.h).
 template <typename T>
 struct DevicePrecision {
-    DeviceArray<T> packets, pseudonormals, fwn;
+    DeviceArray<T> packets, child_boxes, pseudonormal_table, fwn;
     explicit DevicePrecision(const PrecisionArrays<T>& a)
-        : packets(a.packets), pseudonormals(a.pseudonormal_table), fwn(a.fwn) {}
+        : packets(a.packets), pseudonormal_table(a.pseudonormal_table), fwn(a.fwn) {}
 };
 
 class DeviceMesh {
    public:
-    explicit DeviceMesh(const MeshBvhHost& h)
-        : nodes_(h.nodes), face_ids_(h.face_ids), pn_ids_(h.pseudonormal_ids), pn_unsafe_(h.pseudonormal_unsafe),
-          f_(h.f),
-          num_nodes_(static_cast<int32_t>(h.nodes.size())), num_slots_(static_cast<int32_t>(h.face_ids.size())),
-          closed_(h.closed), pseudonormal_exact_(h.pseudonormal_exact), scale_(h.scale),
-          outside_dist_sq_(h.outside_dist_sq) {}
+    explicit DeviceMesh(const MeshBvhHost& h) : shared_(h), f_(h.f), view_f_(make_mesh_view<float>(h, shared_, f_)) {}
 
     void upload_float64(const MeshBvhHost& h) {
-        if (!d_) d_ = std::make_unique<DevicePrecision<double>>(h.d);
+        if (d_) return;
+        d_ = std::make_unique<DevicePrecision<double>>(h.d);
+        view_d_ = make_mesh_view<double>(h, shared_, *d_);
     }
-    MeshView<float> view(float) const { return view_of(f_, float(scale_)); }
+    MeshView<float> view(float) const { return view_f_; }
     MeshView<double> view(double) const {
         if (!d_) throw std::logic_error("DeviceMesh: float64 query before upload_float64");
-        return view_of(*d_, scale_);
+        return view_d_;
     }
 
    private:
-    template <typename T>
-    MeshView<T> view_of(const DevicePrecision<T>& a, T scale) const {
-        return {nodes_.ptr, a.packets.ptr, nullptr, face_ids_.ptr, pn_ids_.ptr, a.pseudonormals.ptr, pn_unsafe_.ptr,
-                a.fwn.ptr, num_nodes_, num_slots_, closed_, pseudonormal_exact_, scale, T(1) / scale,
-                T(outside_dist_sq_)};
-    }
-
-    DeviceArray<BvhNode> nodes_;
-    DeviceArray<int32_t> face_ids_, pn_ids_;
-    DeviceArray<uint8_t> pn_unsafe_;
+    DeviceShared shared_;
     DevicePrecision<float> f_;
     std::unique_ptr<DevicePrecision<double>> d_;  // set by upload_float64
-    int32_t num_nodes_, num_slots_;
-    bool closed_, pseudonormal_exact_;
-    double scale_, outside_dist_sq_;
+    MeshView<float> view_f_;
+    MeshView<double> view_d_{};  // valid once d_ is set
 };
 
 std::shared_ptr<DeviceMesh> upload_mesh(const MeshBvhHost& host) {

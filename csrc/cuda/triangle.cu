@@ -1,7 +1,7 @@
 // CUDA backend of the per-pair closest-point op: the same NIS_HD function as
 // the CPU loop, one thread per pair.
 #include "nis/launch.h"
-#include "nis/ops.h"
+#include "nis/triangle_ops.h"
 #include "nis/triangle.h"
 
 namespace nis {

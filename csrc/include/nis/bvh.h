@@ -2,9 +2,9 @@
 // view the queries read, and the closest-point traversal (nearest child first,
 // short fixed stack, boxes re-checked against the best distance when popped).
 //
-// The tree is 8-wide: a node holds the boxes of its (up to) kWidth children,
-// axis-major, so one loop computes all eight box tests (vector code on the CPU;
-// against 4-wide, a third fewer levels: 15-25 % faster queries with AVX2 or wider);
+// The tree is 8-wide: a node holds the boxes of its (up to) kChildren children,
+// axis-major, so one loop computes all eight box tests (vector code on the CPU: with
+// AVX2, one instruction a step in float32; against 4-wide, a third fewer levels);
 // a leaf is one packet of kLanes triangles, tested the same way. Each child has
 // an axis-aligned box and an oriented one; its distance key is the larger of the two
 // (on the CPU; CUDA threads test the axis-aligned one only: kTestOrientedBoxes).
@@ -18,15 +18,15 @@
 
 namespace nis {
 
-constexpr int kWidth = 8;  // children per node
+constexpr int kChildren = 8;  // children per node
 constexpr int kLanes = 4;  // triangles per leaf packet (see PacketField)
 // The binary build caps its depth at kBvhMaxDepth (median splits below it); the wide
 // tree takes two binary levels or more per level, so it has at most kWideMaxDepth. A
-// traversal keeps at most kWidth - 1 pending siblings per level plus one node's children,
+// traversal keeps at most kChildren - 1 pending siblings per level plus one node's children,
 // so a stack of kBvhStackSize entries never overflows.
 constexpr int kBvhMaxDepth = 56;
 constexpr int kWideMaxDepth = kBvhMaxDepth / 2 + 1;
-constexpr int kBvhStackSize = (kWidth - 1) * kWideMaxDepth + kWidth;
+constexpr int kBvhStackSize = (kChildren - 1) * kWideMaxDepth + kChildren;
 
 // A child reference: >= 0 an inner node, kEmptyChild nothing (an empty box), otherwise a
 // leaf, ~(its last triangle slot): the packet is slot / kLanes and the lanes up to slot % kLanes are used.
@@ -38,10 +38,10 @@ NIS_HD int32_t leaf_count(int32_t ref) { return ~ref % kLanes + 1; }
 
 // 256 bytes. Empty children have an empty box (lo = +inf, hi = -inf): every test misses it.
 struct BvhNode {
-    float lo[3][kWidth];
-    float hi[3][kWidth];
-    int32_t child[kWidth];
-    int32_t unused[kWidth];  // pads the node to 256 bytes
+    float lo[3][kChildren];
+    float hi[3][kChildren];
+    int32_t child[kChildren];
+    int32_t unused[kChildren];  // pads the node to 256 bytes
 };
 
 // Pseudonormals per triangle, indexed by TriRegion (face, vertices a b c, edges ab bc ca).
@@ -77,30 +77,29 @@ constexpr int kPacketSize = kPacketFields * kLanes;
 // the larger of its two box distances.
 constexpr int kBoxSize = 16;
 
-// Everything a query reads, as raw pointers (host or device memory alike).
+// Everything a query reads, as raw pointers (host or device memory alike); filled by
+// make_mesh_view (mesh_ops.h) only.
 template <typename T>
 struct MeshView {
     const BvhNode* nodes;
     const T* packets;           // [num_slots / kLanes, kPacketFields, kLanes]
-    const T* child_boxes;       // [num_nodes, kBoxSize, kWidth]: oriented box of each child
+    const T* child_boxes;       // [num_nodes, kBoxSize, kChildren]: oriented box of each child
     const int32_t* face_ids;    // [num_slots]: original face index of each BVH-order triangle, -1 in unused lanes
     // [num_slots, kPseudonormalSlots]: the row of pseudonormal_table of each TriRegion of each triangle
     const int32_t* pseudonormal_ids;
     const T* pseudonormal_table;  // [rows, 3]: unit pseudonormals of the faces, vertices and edges
     // [num_slots]: 1 where the pseudonormal sign near the triangle is unsafe, so the winding
-    // number decides there: it touches a pinched vertex, a degenerate face, a fold or thin spike
-    // (Topology in cpu/bvh_build.cpp), or comes nearer than float32 resolves to a face it shares
-    // no vertex with (cpu/embedding.cpp); and unused lanes.
+    // number decides there: it touches an unsafe vertex (unsafe_vertices in cpu/pseudonormals.cpp),
+    // or comes nearer than float32 resolves to a face it shares no vertex with (cpu/embedding.cpp);
+    // and unused lanes.
     const uint8_t* pseudonormal_unsafe;
-    const T* fwn;               // [num_nodes, kWidth, kFwnStride]: the expansion of each child
+    const T* fwn;               // [num_nodes, kChildren, kFwnStride]: the expansion of each child
     int32_t num_nodes;
     int32_t num_slots;
-    bool closed;  // every edge shared by exactly two faces, in opposite directions
-    // Closed, embedded (no face meets another except at shared edges and vertices), and
-    // winding number 0 on the front side of every connected piece. Then off the surface the
-    // winding number is 0 or 1 and equals the pseudonormal sign (Baerentzen & Aanaes 2005),
-    // which the winding-sign queries then use: at distances well above rounding, and where
-    // the closest triangle is not pseudonormal_unsafe.
+    bool closed;  // build::is_closed (cpu/mesh_topology.cpp), the one definition of a closed mesh
+    // The pseudonormal sign equals the winding-number sign off the surface (the conditions and
+    // why they suffice: cpu/embedding.cpp), so the winding-sign queries use it: at distances
+    // well above rounding, and where the closest triangle is not pseudonormal_unsafe.
     bool pseudonormal_exact;
     // The BVH holds the mesh times `scale`, a power of two that brings its largest
     // coordinate magnitude to [1, 2): exact, and it keeps the fourth powers in the triangle maths away
@@ -161,14 +160,14 @@ NIS_HD void packet_distance_sq(const T* pk, Vec3<T> p, T* out) {
 template <typename T>
 NIS_HD void child_oriented_box_distance_sq(const T* boxes, Vec3<T> p, T* key) {
     NIS_LANES
-    for (int k = 0; k < kWidth; ++k) {
+    for (int k = 0; k < kChildren; ++k) {
         const T* b = boxes + k;
-        const T qx = p.x - b[0], qy = p.y - b[kWidth], qz = p.z - b[2 * kWidth];
+        const T qx = p.x - b[0], qy = p.y - b[kChildren], qz = p.z - b[2 * kChildren];
         T d2 = T(0);
         for (int axis = 0; axis < 3; ++axis) {
-            const T* u = b + (3 + 3 * axis) * kWidth;
-            const T along = qx * u[0] + qy * u[kWidth] + qz * u[2 * kWidth];
-            const T out = nis_max(std::abs(along) - b[(12 + axis) * kWidth], T(0));
+            const T* u = b + (3 + 3 * axis) * kChildren;
+            const T along = qx * u[0] + qy * u[kChildren] + qz * u[2 * kChildren];
+            const T out = nis_max(std::abs(along) - b[(12 + axis) * kChildren], T(0));
             d2 += out * out;
         }
         key[k] = nis_max(key[k], d2);
@@ -179,7 +178,7 @@ NIS_HD void child_oriented_box_distance_sq(const T* boxes, Vec3<T> p, T* key) {
 template <typename T>
 NIS_HD void child_box_distance_sq(const BvhNode& n, Vec3<T> p, T* out) {
     NIS_LANES
-    for (int k = 0; k < kWidth; ++k) {
+    for (int k = 0; k < kChildren; ++k) {
         const T dx = nis_max(nis_max(T(n.lo[0][k]) - p.x, p.x - T(n.hi[0][k])), T(0));
         const T dy = nis_max(nis_max(T(n.lo[1][k]) - p.y, p.y - T(n.hi[1][k])), T(0));
         const T dz = nis_max(nis_max(T(n.lo[2][k]) - p.z, p.z - T(n.hi[2][k])), T(0));
@@ -197,9 +196,8 @@ struct ClosestHit {
 
 // Whether the closest-point traversal also tests each child's oriented box. On the CPU it
 // pays (the vector unit computes all eight at once, and near the surface it prunes most
-// leaves an axis-aligned box admits); in a CUDA thread the 512 bytes it reads a node cost more
-// than the nodes it prunes: without it the kernel answered 1.47 instead of 1.05 G near-surface
-// queries/s on the 100k-triangle armadillo (H200, Morton order; 0.230 vs 0.222 G/s uniform).
+// leaves an axis-aligned box admits); a CUDA thread is bound by its loads, and the 512 bytes
+// it reads a node cost more than the nodes it prunes (benchmarks/RESULTS.md).
 // Either way the traversal is exact: the axis-aligned distance is a lower bound too.
 #if defined(__CUDA_ARCH__)
 constexpr bool kTestOrientedBoxes = false;
@@ -214,7 +212,7 @@ template <typename T>
 NIS_HD void push_children_near_first(const BvhNode& n, const T* key, T bound, int32_t* stack_ref, T* stack_key,
                                      int& sp) {
     const int base = sp;
-    for (int k = 0; k < kWidth; ++k) {
+    for (int k = 0; k < kChildren; ++k) {
         if (!(key[k] < bound) || n.child[k] == kEmptyChild) continue;
         // Insertion into stack[base, sp), kept in decreasing key order.
         int j = sp++;
@@ -238,7 +236,7 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
     // every box distance overflows to inf for a far-away point: the result is then that
     // triangle, never an index of -1. The seed's whole packet (its used lanes) is searched
     // first, and its leaf is not opened again when the traversal reaches it: near the surface
-    // it is most often one of the ~2 leaves a query opens (+3 % torus, +7 % spot near queries).
+    // it is most often one of the ~2 leaves a query opens.
     int32_t best_tri = hint >= 0 ? hint : 0;
     const int32_t seed_packet = best_tri / kLanes;
     T best_d2;
@@ -276,16 +274,16 @@ NIS_HD ClosestHit<T> closest_point_on_mesh(const MeshView<T>& m, Vec3<T> p, int3
             continue;
         }
         const BvhNode& node = m.nodes[ref];
-        T key[kWidth];
+        T key[kChildren];
         child_box_distance_sq(node, p, key);
         if (kTestOrientedBoxes)
-            child_oriented_box_distance_sq(m.child_boxes + static_cast<int64_t>(ref) * kBoxSize * kWidth, p, key);
+            child_oriented_box_distance_sq(m.child_boxes + static_cast<int64_t>(ref) * kBoxSize * kChildren, p, key);
         push_children_near_first(node, key, best_d2, stack_ref, stack_key, sp);
     }
     {
         // Most near-surface points project inside their closest triangle: the closest point is
-        // then the projection, from the packet fields the search just read (+4 % torus, +7 % spot
-        // near queries); elsewhere Ericson's regions decide.
+        // then the projection, from the packet fields the search just read; elsewhere Ericson's
+        // regions decide.
         const T* pk = packet_at(m, best_tri / kLanes);
         const int lane = best_tri % kLanes;
         const Vec3<T> a = packet_vec3(pk, kPacketA, lane), ap = p - a;
@@ -312,7 +310,7 @@ template <typename T>
 NIS_HD T pseudonormal_sign(const MeshView<T>& m, Vec3<T> p, const ClosestHit<T>& hit) {
     // A face's pseudonormal is its unit normal, which the triangle's packet (just read by the
     // search) holds too: most near-surface points end in a face, and skip the two dependent
-    // loads of the table (+3.5 % torus near queries with the winding sign, 1 thread).
+    // loads of the table.
     if (hit.region == kRegionFace) {
         const Vec3<T> n = packet_vec3(packet_at(m, hit.tri / kLanes), kPacketNormal, hit.tri % kLanes);
         // A zero normal: the build (in float64) found the triangle too flat to have a face region.

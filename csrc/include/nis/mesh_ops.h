@@ -25,7 +25,7 @@ struct PrecisionArrays {
 // The build computes everything in float64 (the float32 arrays are rounded from it),
 // but a caller that asks not to keep the float64 arrays gets a copy of the mesh
 // instead, from which add_float64 builds them on the first float64 query: they are
-// ~60 % of the memory, and the fitting pipeline queries in float32 only.
+// most of the memory, and the fitting pipeline queries in float32 only.
 struct MeshBvhHost {
     std::vector<BvhNode> nodes;
     std::vector<int32_t> face_ids;  // per slot, -1 in unused lanes
@@ -39,7 +39,7 @@ struct MeshBvhHost {
     int leaf_size = kLanes;
     int64_t num_faces = 0;
     int32_t depth = 0;
-    bool closed = false;  // every edge shared by exactly two faces, in opposite directions
+    bool closed = false;  // see MeshView
     bool pseudonormal_exact = false;  // see MeshView
     double scale = 1.0;   // power of two: the arrays hold the mesh times this (see MeshView)
     double outside_dist_sq = 0.0;  // see MeshView
@@ -49,22 +49,49 @@ struct MeshBvhHost {
     template <typename T> MeshView<T> view() const;  // view<double> needs has_float64()
 };
 
+// The one place a MeshView is filled: sizes, flags and scale from the host BVH `h`, and the
+// pointers of the arrays wherever they lie: `shared` has nodes, face_ids, pseudonormal_ids and
+// pseudonormal_unsafe, `precision` has packets, child_boxes, pseudonormal_table and fwn, each
+// with a data() (h itself and h.f or h.d on the host; their copies on the GPU, mesh_query.cu).
+template <typename T, typename Shared, typename Precision>
+MeshView<T> make_mesh_view(const MeshBvhHost& h, const Shared& shared, const Precision& precision) {
+    return {shared.nodes.data(),
+            precision.packets.data(),
+            precision.child_boxes.data(),
+            shared.face_ids.data(),
+            shared.pseudonormal_ids.data(),
+            precision.pseudonormal_table.data(),
+            shared.pseudonormal_unsafe.data(),
+            precision.fwn.data(),
+            static_cast<int32_t>(h.nodes.size()),
+            static_cast<int32_t>(h.face_ids.size()),
+            h.closed,
+            h.pseudonormal_exact,
+            T(h.scale),
+            T(1.0 / h.scale),
+            T(h.outside_dist_sq)};
+}
+
+// Whether the mesh is closed, by the definition the BVH build uses (build::is_closed in
+// cpu/mesh_topology.cpp): no face repeats an index, and every edge is walked by exactly two
+// faces, in opposite directions. faces [nf, 3] int32 with indices in [0, nv) (validated by
+// the caller); no faces count as closed.
+bool mesh_closed(const int32_t* faces, int64_t nf, int64_t nv);
+
 // vertices [nv, 3] float64, faces [nf, 3] int32 (indices already validated).
 MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
                            bool keep_float64 = true);
 
 // Build the float64 arrays of a BVH built without them, from its copy of the mesh: the build
-// again, less the float32 copies and the pseudonormal certificate (~2/3 of a build). The build
+// again, less the float32 copies and the pseudonormal certificate. The build
 // is deterministic; the rebuilt tree is checked to be the same. Not thread-safe: callers
 // serialise it (bind_mesh.cpp: once per BVH).
 void add_float64(MeshBvhHost& h);
 
-// Whether a closed mesh (with the faces it was built from, and the piece of each face:
-// a union-find root over shared edges) is embedded (no two faces meet except at the edges
-// and vertices they share) and every piece has winding number 0 on its front side: then
-// MeshView::pseudonormal_exact holds. Conservative: faces nearer than rounding count as
-// meeting. Also marks pseudonormal_unsafe the faces that come nearer than float32 can
-// resolve to a face they share no vertex with. cpu/embedding.cpp.
+// MeshView::pseudonormal_exact of a BVH, from the faces it was built from and the piece of
+// each face (a union-find root over shared edges); also marks pseudonormal_unsafe the faces
+// that come nearer than float32 resolves to a face they share no vertex with. The conditions,
+// and why they make the pseudonormal sign exact: cpu/embedding.cpp.
 bool pseudonormal_sign_is_exact(MeshBvhHost& h, const int32_t* faces, const std::vector<int64_t>& face_piece);
 
 // The representative of i's set in a union-find forest (with path halving).

@@ -30,7 +30,7 @@ template <typename T, typename P>
 NIS_HD uint32_t morton_code(const P* point, const T lo[3], const T inv_extent[3]) {
     uint32_t code = 0;
     for (int k = 0; k < 3; ++k) {
-        const T u = (static_cast<T>(point[k]) - lo[k]) * inv_extent[k];  // a product, not a division: 2x faster sort
+        const T u = (static_cast<T>(point[k]) - lo[k]) * inv_extent[k];  // a product, not a division: cheaper
         const T cell = u > T(0) ? (u < T(1) ? u : T(1)) : T(0);  // NaN (an overflowed extent) -> 0
         code |= morton_spread(static_cast<uint32_t>(cell * T(1023))) << (2 - k);
     }
@@ -56,7 +56,7 @@ struct QueryCarry {
     int next = 0;                   // slot of the next anchor; the newest is next - 1
 };
 
-// On a closed mesh (every edge shared by exactly two oppositely oriented faces)
+// On a closed mesh (MeshView::closed: every edge shared by two oppositely oriented faces)
 // the winding number is an integer, constant on each connected piece of space
 // off the surface, so it can be carried from a point of known winding number:
 // - The open ball B(p, d(p)) holds no surface, and two such balls that overlap
@@ -137,7 +137,7 @@ NIS_HD void query_closest(const MeshView<T>& m, const T* points, int64_t i, int3
     }
     if (carry) carry->tri = hit.tri;
     if (sign_mode == kSignWinding) {
-        // A product, not a branch: near the surface inside and outside come at random (+4 % torus near).
+        // A product, not a branch: near the surface inside and outside come at random (a branch mispredicts).
         dist *= winding_sign_inside(m, p, hit, dist, beta, carry) ? T(-1) : T(1);
     } else if (sign_mode == kSignPseudonormal) {
         // Where the pseudonormal sign is the winding sign (pseudonormal_exact), far points are outside

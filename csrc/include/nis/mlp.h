@@ -1,8 +1,8 @@
 // The network of Davies et al. (2020) evaluated for ONE point, written once for
 // the CPU and CUDA backends: 3 -> 32, seven 32 -> 32 (ReLU), 32 -> 1 (tanh).
 //
-// Parameters are the flat 7553-value vector of nis_fast/network.py (Keras order:
-// per layer W [fan_in, fan_out] row-major, then b). Activations live in local
+// Parameters are the flat 7553-value vector of nis_fast/core/layout.py (Keras order:
+// per layer W [fan_in, fan_out] row-major, then b; mlp::weight_offset below). Activations live in local
 // arrays that the loops below unroll into registers; the backward pass keeps only
 // one 32-bit ReLU mask per layer, so the analytic input gradient costs about one
 // more forward pass and no memory traffic.
@@ -25,37 +25,44 @@
 namespace nis {
 namespace mlp {
 constexpr int kInput = 3;
-constexpr int kWidth = 32;
-constexpr int kReluLayers = 8;                                          // 3->32 then seven 32->32
-constexpr int kFirstLayerSize = kInput * kWidth + kWidth;               // 128
-constexpr int kHiddenLayerSize = kWidth * kWidth + kWidth;              // 1056
-constexpr int kOutputOffset = kFirstLayerSize + (kReluLayers - 1) * kHiddenLayerSize;  // 7520
-constexpr int kParams = kOutputOffset + kWidth + 1;                     // 7553
-static_assert(kParams == 7553, "the flat layout of nis_fast/network.py has 7553 values");
+constexpr int kHidden = 32;                // units of each hidden layer
+constexpr int kReluLayers = 8;             // layers 0..7: 3->32 then seven 32->32
+constexpr int kOutputLayer = kReluLayers;  // layer 8: 32->1, then tanh
+constexpr int kLayers = kOutputLayer + 1;
 
-// Start of the ReLU layer `l` (0..7) in the flat vector.
-NIS_HD constexpr int layer_offset(int l) { return l == 0 ? 0 : kFirstLayerSize + (l - 1) * kHiddenLayerSize; }
+// Where layer l (0..kLayers-1) lies in the flat vector: its weights W [fan_in, fan_out]
+// row-major from weight_offset(l), then its biases from bias_offset(l). The evaluation below
+// reads the parameters through these alone; the mlp_layout binding reports them, and a test
+// compares them with nis_fast/core/layout.py.
+NIS_HD constexpr int fan_in(int l) { return l == 0 ? kInput : kHidden; }
+NIS_HD constexpr int fan_out(int l) { return l == kOutputLayer ? 1 : kHidden; }
+NIS_HD constexpr int weight_offset(int l) {
+    return l == 0 ? 0 : (kInput * kHidden + kHidden) + (l - 1) * (kHidden * kHidden + kHidden);
+}
+NIS_HD constexpr int bias_offset(int l) { return weight_offset(l) + fan_in(l) * fan_out(l); }
+constexpr int kParams = bias_offset(kOutputLayer) + fan_out(kOutputLayer);
+static_assert(kParams == 7553, "the flat layout of nis_fast/core/layout.py has 7553 values");
+static_assert(weight_offset(kOutputLayer) == bias_offset(kOutputLayer - 1) + fan_out(kOutputLayer - 1),
+              "layers follow each other with no gap");
 }  // namespace mlp
 
-// out = relu(in @ W + b) for one Dense layer at `layer`; returns the ReLU mask
+// out = relu(in @ W + b) for one Dense layer with weights w and biases b; returns the ReLU mask
 // (bit j set when unit j is active). `in` and `out` may alias: the sums are
 // accumulated in a separate array first.
 template <int FanIn, typename T>
-NIS_HD uint32_t mlp_dense_relu(const T* layer, const T* in, T* out) {
-    const T* w = layer;
-    const T* b = layer + FanIn * mlp::kWidth;
-    T acc[mlp::kWidth];
+NIS_HD uint32_t mlp_dense_relu(const T* w, const T* b, const T* in, T* out) {
+    T acc[mlp::kHidden];
     NIS_UNROLL
-    for (int j = 0; j < mlp::kWidth; ++j) acc[j] = b[j];
+    for (int j = 0; j < mlp::kHidden; ++j) acc[j] = b[j];
     NIS_UNROLL
     for (int i = 0; i < FanIn; ++i) {
         const T xi = in[i];
         NIS_UNROLL
-        for (int j = 0; j < mlp::kWidth; ++j) acc[j] += xi * w[i * mlp::kWidth + j];
+        for (int j = 0; j < mlp::kHidden; ++j) acc[j] += xi * w[i * mlp::kHidden + j];
     }
     uint32_t mask = 0;
     NIS_UNROLL
-    for (int j = 0; j < mlp::kWidth; ++j) {
+    for (int j = 0; j < mlp::kHidden; ++j) {
         const bool on = acc[j] > T(0);
         out[j] = on ? acc[j] : T(0);
         mask |= static_cast<uint32_t>(on) << j;
@@ -65,32 +72,31 @@ NIS_HD uint32_t mlp_dense_relu(const T* layer, const T* in, T* out) {
 
 // The eight ReLU layers; masks[l] receives layer l's mask (pass nullptr to skip).
 template <typename T>
-NIS_HD void mlp_hidden(const T* params, Vec3<T> x, T h[mlp::kWidth], uint32_t* masks) {
+NIS_HD void mlp_hidden(const T* params, Vec3<T> x, T h[mlp::kHidden], uint32_t* masks) {
     const T in[mlp::kInput] = {x.x, x.y, x.z};
-    uint32_t m = mlp_dense_relu<mlp::kInput>(params, in, h);
+    uint32_t m = mlp_dense_relu<mlp::kInput>(params + mlp::weight_offset(0), params + mlp::bias_offset(0), in, h);
     if (masks) masks[0] = m;
     NIS_NO_UNROLL
     for (int l = 1; l < mlp::kReluLayers; ++l) {
-        m = mlp_dense_relu<mlp::kWidth>(params + mlp::layer_offset(l), h, h);
+        m = mlp_dense_relu<mlp::kHidden>(params + mlp::weight_offset(l), params + mlp::bias_offset(l), h, h);
         if (masks) masks[l] = m;
     }
 }
 
 // Pre-activation of the output unit.
 template <typename T>
-NIS_HD T mlp_output_logit(const T* params, const T h[mlp::kWidth]) {
-    const T* w = params + mlp::kOutputOffset;
-    T s = w[mlp::kWidth];
+NIS_HD T mlp_output_logit(const T* params, const T h[mlp::kHidden]) {
+    const T* w = params + mlp::weight_offset(mlp::kOutputLayer);
+    T s = params[mlp::bias_offset(mlp::kOutputLayer)];
     NIS_UNROLL
-    for (int j = 0; j < mlp::kWidth; ++j) s += h[j] * w[j];
+    for (int j = 0; j < mlp::kHidden; ++j) s += h[j] * w[j];
     return s;
 }
 
 // The weights are loop-invariant for a caller that evaluates the network many
 // times (the steps of a ray, a grid-stride loop): nvcc would hoist thousands of
-// weight loads out of that loop into registers and spill (255 registers for a
-// ray; 104 with this). An opaque zero offset keeps each evaluation's loads inside
-// it, and keeps shared-memory addressing (LDS.128).
+// weight loads out of that loop into registers and spill. An opaque zero offset
+// keeps each evaluation's loads inside it, and keeps shared-memory addressing (LDS.128).
 template <typename T>
 NIS_HD const T* mlp_no_hoist(const T* params) {
 #if defined(__CUDA_ARCH__)
@@ -106,7 +112,7 @@ NIS_HD const T* mlp_no_hoist(const T* params) {
 template <typename T>
 NIS_HD T mlp_sdf(const T* params, Vec3<T> x) {
     params = mlp_no_hoist(params);
-    T h[mlp::kWidth];
+    T h[mlp::kHidden];
     mlp_hidden(params, x, h, static_cast<uint32_t*>(nullptr));
     return std::tanh(mlp_output_logit(params, h));
 }
@@ -119,7 +125,7 @@ NIS_HD T mlp_dot_row(const T* w, const T* g) {
     NIS_UNROLL
     for (int l = 0; l < 8; ++l) part[l] = w[l] * g[l];
     NIS_UNROLL
-    for (int j = 8; j < mlp::kWidth; j += 8) {
+    for (int j = 8; j < mlp::kHidden; j += 8) {
         NIS_UNROLL
         for (int l = 0; l < 8; ++l) part[l] += w[j + l] * g[j + l];
     }
@@ -131,31 +137,31 @@ NIS_HD T mlp_dot_row(const T* w, const T* g) {
 template <typename T>
 NIS_HD T mlp_sdf_grad(const T* params, Vec3<T> x, Vec3<T>* grad) {
     params = mlp_no_hoist(params);
-    T g[mlp::kWidth];
+    T g[mlp::kHidden];
     uint32_t masks[mlp::kReluLayers];
     mlp_hidden(params, x, g, masks);
     const T f = std::tanh(mlp_output_logit(params, g));
     const T dlogit = T(1) - f * f;
-    const T* w_out = params + mlp::kOutputOffset;
+    const T* w_out = params + mlp::weight_offset(mlp::kOutputLayer);
     NIS_UNROLL
-    for (int j = 0; j < mlp::kWidth; ++j) g[j] = dlogit * w_out[j];  // d f / d h_7
+    for (int j = 0; j < mlp::kHidden; ++j) g[j] = dlogit * w_out[j];  // d f / d h_7
     NIS_NO_UNROLL
     for (int l = mlp::kReluLayers - 1; l >= 1; --l) {
-        const T* w = params + mlp::layer_offset(l);
-        T gin[mlp::kWidth];
+        const T* w = params + mlp::weight_offset(l);
+        T gin[mlp::kHidden];
         NIS_UNROLL
-        for (int j = 0; j < mlp::kWidth; ++j) g[j] = ((masks[l] >> j) & 1u) ? g[j] : T(0);
+        for (int j = 0; j < mlp::kHidden; ++j) g[j] = ((masks[l] >> j) & 1u) ? g[j] : T(0);
         NIS_UNROLL
-        for (int i = 0; i < mlp::kWidth; ++i) gin[i] = mlp_dot_row(w + i * mlp::kWidth, g);
+        for (int i = 0; i < mlp::kHidden; ++i) gin[i] = mlp_dot_row(w + i * mlp::kHidden, g);
         NIS_UNROLL
-        for (int i = 0; i < mlp::kWidth; ++i) g[i] = gin[i];
+        for (int i = 0; i < mlp::kHidden; ++i) g[i] = gin[i];
     }
     T d[mlp::kInput] = {T(0), T(0), T(0)};
     NIS_UNROLL
-    for (int j = 0; j < mlp::kWidth; ++j) {
+    for (int j = 0; j < mlp::kHidden; ++j) {
         const T gj = ((masks[0] >> j) & 1u) ? g[j] : T(0);
         NIS_UNROLL
-        for (int k = 0; k < mlp::kInput; ++k) d[k] += params[k * mlp::kWidth + j] * gj;
+        for (int k = 0; k < mlp::kInput; ++k) d[k] += params[mlp::weight_offset(0) + k * mlp::kHidden + j] * gj;
     }
     *grad = make_vec3(d[0], d[1], d[2]);
     return f;

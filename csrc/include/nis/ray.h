@@ -72,7 +72,7 @@ template <typename T>
 NIS_HD void child_ray_entry(const BvhNode& n, Vec3<T> o, Vec3<T> inv_d, T t_max, T* out) {
     const T o3[3] = {o.x, o.y, o.z}, inv3[3] = {inv_d.x, inv_d.y, inv_d.z};
     NIS_LANES
-    for (int k = 0; k < kWidth; ++k) {
+    for (int k = 0; k < kChildren; ++k) {
         T t0 = T(0), t1 = t_max;
         for (int axis = 0; axis < 3; ++axis) {
             const T lo = (T(n.lo[axis][k]) - o3[axis]) * inv3[axis];
@@ -120,7 +120,7 @@ NIS_HD RayHit<T> ray_mesh(const MeshView<T>& m, Vec3<T> o, Vec3<T> d, T t_max) {
             continue;
         }
         const BvhNode& node = m.nodes[ref];
-        T entry[kWidth];
+        T entry[kChildren];
         child_ray_entry(node, o, inv_d, best.t, entry);
         push_children_near_first(node, entry, best.t, stack_ref, stack_t, sp);
     }
@@ -147,9 +147,9 @@ NIS_HD int32_t segment_winding_change(const MeshView<T>& m, Vec3<T> a, Vec3<T> b
         const int32_t ref = stack[--sp];
         if (!child_is_leaf(ref)) {
             const BvhNode& node = m.nodes[ref];
-            T entry[kWidth];
+            T entry[kChildren];
             child_ray_entry(node, a, inv_d, t_end, entry);
-            for (int k = 0; k < kWidth; ++k)
+            for (int k = 0; k < kChildren; ++k)
                 if (entry[k] < t_end && node.child[k] != kEmptyChild) stack[sp++] = node.child[k];
             continue;
         }

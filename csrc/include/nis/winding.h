@@ -2,7 +2,7 @@
 // al. 2018): exact solid angles for triangles near the query, a second-order
 // dipole expansion of every BVH subtree that is far enough away.
 //
-// Data of each child of a node (kFwnStride values, built in bvh_build.cpp):
+// Data of each child of a node (kFwnStride values, built in cpu/node_data.cpp):
 //   N  = sum over triangles of the area vector a_t n_t (= cross(b-a, c-a) / 2),
 //   p  = area-weighted centre of the triangles' centroids,
 //   r  = radius around p holding every vertex of the node,
@@ -28,10 +28,10 @@ NIS_HD T triangle_solid_angle(Vec3<T> q, Vec3<T> a, Vec3<T> b, Vec3<T> c) {
 }
 
 // Solid angle of a node's far-field expansion, seen from q. C d is scaled by 1 / |d|^2 before
-// the product with d (d^T C d itself reaches the node's size cubed times |d|^2: it overflowed for
-// meshes near 1e100 in float64); the division runs beside the square root, off the chain of
-// dependent operations (scaling d first, or using d / |d|, cost 4-13 % of winding-sign queries
-// on open meshes). Finite for |d| up to 2^20 node radii (winding_number skips beyond).
+// the product with d (d^T C d itself reaches the node's size cubed times |d|^2, which overflows
+// float64 for meshes near 1e100); the division runs beside the square root, off the chain of
+// dependent operations (scaling d first, or using d / |d|, would put a division before the 3x3
+// product). Finite for |d| up to 2^20 node radii (winding_number skips beyond).
 // d = p - q (the expansion's centre less the query point) and r2 = |d|^2, which the caller
 // has computed to decide that the node is far.
 template <typename T>
@@ -62,10 +62,10 @@ NIS_HD T winding_number(const MeshView<T>& m, Vec3<T> q, T beta) {
     while (sp > 0) {
         const int32_t idx = stack[--sp];
         const BvhNode& node = m.nodes[idx];
-        for (int k = 0; k < kWidth; ++k) {
+        for (int k = 0; k < kChildren; ++k) {
             const int32_t ref = node.child[k];
             if (ref == kEmptyChild) continue;
-            const T* f = m.fwn + (static_cast<int64_t>(idx) * kWidth + k) * kFwnStride;
+            const T* f = m.fwn + (static_cast<int64_t>(idx) * kChildren + k) * kFwnStride;
             const Vec3<T> d = make_vec3(f[3], f[4], f[5]) - q;
             const T d2 = length_sq(d), radius2 = f[6] * f[6];
             if (d2 > beta2 * radius2) {

@@ -1,5 +1,5 @@
-// Declarations of every native op, one entry per backend. Raw pointers and
-// sizes only (no torch types), so the module is independent of the torch build.
+// Declarations of the per-pair triangle op (closest point of points[i] on triangles[i]), one
+// entry per backend. Raw pointers and sizes only (no torch types), as in mesh_ops.h and decode_ops.h.
 #pragma once
 #include <cstdint>
 
