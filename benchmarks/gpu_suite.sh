@@ -62,7 +62,7 @@ step "bench_render" 60 python3 benchmarks/bench_render.py $quick --out "$json/be
 step "bench_mesh" 90 python3 benchmarks/bench_mesh.py $quick --out "$json/bench_mesh.json"
 # The rest of the tests with the GPU present: the kernel tests run compiled on CUDA (not interpreted), and
 # paths that pick CUDA by default take it.
-step "the other tests" 150 python3 -m pytest -q -x -rfE --tb=short -m "not cuda" \
+step "the other tests" 150 python3 -m pytest -q -rfE --tb=short -m "not cuda" \
   -n 8 tests
 step "tune_mlp_train (launch configurations of the training kernel)" 120 python3 benchmarks/tune_mlp_train.py \
   --out "$json/tune_mlp_train.json"

@@ -27,16 +27,18 @@ BLOCK = 1024
 
 
 @triton.jit
-def adam_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, alpha, alpha_ptr, row, beta1, beta2, eps, BLOCK: tl.constexpr,
-                ALPHA_PER_ROW: tl.constexpr):
-    """ALPHA_PER_ROW: alpha of value i is alpha_ptr[i // row] (one per network of a stack), else `alpha`."""
+def adam_kernel(p_ptr, g_ptr, m_ptr, v_ptr, n, alpha, alpha_ptr, row, beta1, beta2, one_minus_beta1, one_minus_beta2,
+                eps, BLOCK: tl.constexpr, ALPHA_PER_ROW: tl.constexpr):
+    """ALPHA_PER_ROW: alpha of value i is alpha_ptr[i // row] (one per network of a stack), else `alpha`.
+    1 - beta comes from the host: in float32 on the GPU, 1 - 0.999 rounds beta2 first and keeps only
+    four significant digits of the difference."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if ALPHA_PER_ROW:
         alpha = tl.load(alpha_ptr + offs // row, mask=mask, other=0.0)
     g = tl.load(g_ptr + offs, mask=mask)
-    m = beta1 * tl.load(m_ptr + offs, mask=mask) + (1.0 - beta1) * g
-    v = beta2 * tl.load(v_ptr + offs, mask=mask) + (1.0 - beta2) * g * g
+    m = beta1 * tl.load(m_ptr + offs, mask=mask) + one_minus_beta1 * g
+    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
     p = tl.load(p_ptr + offs, mask=mask) - alpha * m / (tl.sqrt(v) + eps)
     tl.store(m_ptr + offs, m, mask=mask)
     tl.store(v_ptr + offs, v, mask=mask)
@@ -70,8 +72,8 @@ def adam_step_(params: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: tor
     if n == 0:
         return
     alpha = adam_step_size(lr, step, beta1, beta2)
-    adam_kernel[(triton.cdiv(n, BLOCK),)](params, grad, m, v, n, alpha, params, 1, beta1, beta2, eps, BLOCK=BLOCK,
-                                          ALPHA_PER_ROW=False)
+    adam_kernel[(triton.cdiv(n, BLOCK),)](params, grad, m, v, n, alpha, params, 1, beta1, beta2, 1.0 - beta1,
+                                          1.0 - beta2, eps, BLOCK=BLOCK, ALPHA_PER_ROW=False)
 
 
 def adam_update_(params: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor,
@@ -87,5 +89,5 @@ def adam_update_(params: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: t
     n = params.numel()
     if n == 0:
         return
-    adam_kernel[(triton.cdiv(n, BLOCK),)](params, grad, m, v, n, 0.0, alpha, n // networks, beta1, beta2, eps,
-                                          BLOCK=BLOCK, ALPHA_PER_ROW=True)
+    adam_kernel[(triton.cdiv(n, BLOCK),)](params, grad, m, v, n, 0.0, alpha, n // networks, beta1, beta2,
+                                          1.0 - beta1, 1.0 - beta2, eps, BLOCK=BLOCK, ALPHA_PER_ROW=True)

@@ -545,8 +545,10 @@ def test_cuda_edge_cases_match_cpu():
             assert dist.device.type == "cuda"  # faces may differ where they tie; the distance and point not
             np.testing.assert_allclose(dist.cpu().numpy(), dist_cpu.numpy(), **tol)
             np.testing.assert_allclose(point.cpu().numpy(), point_cpu.numpy(), **tol)
-            w = sdf.winding(pg.cpu()).numpy()
-            np.testing.assert_allclose(sdf.winding(pg).cpu().numpy(), w, atol=1e-4)
+            # On the surface (the vertices and edge midpoints) the winding number may go either way
+            # (a triangle's solid angle there rests on rounding): compared off it.
+            w, off = sdf.winding(pg.cpu()).numpy(), dist_cpu.numpy() > 1e-4 * scale
+            np.testing.assert_allclose(sdf.winding(pg).cpu().numpy()[off], w[off], atol=1e-4)
             decided = np.abs(w - 0.5) > 0.1
             assert np.array_equal(np.sign(sdf.sdf(pg).cpu().numpy())[decided], np.sign(sdf.sdf(pg.cpu()).numpy())[decided])
     centre = torch.tensor([0.01, -0.02, 0.015], dtype=torch.float64)
