@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.arrays import data_ptr, stream_ptr
 from .core.files import atomic_write
 from .ops.marching_cubes import extract_cells, marching_cubes
-from .ops.mlp import eval_sdf, params_on
-from .ops.native import native, resolve_device
+from .ops.mlp import eval_sdf
+from .ops.native import resolve_device
+from .ops.render import PinholeCamera, ShadeSettings, TraceSettings, sphere_trace
 
 __all__ = ["Camera", "RenderBuffers", "eval_sdf", "render", "render_buffers", "save_png", "grid_points", "sdf_grid",
            "marching_cubes", "narrow_band_cells", "to_mesh"]
@@ -128,30 +128,15 @@ def _render(params, width, height, camera, device, background, shading, max_step
     light = np.asarray(light, dtype=np.float64)
     light = light / np.linalg.norm(light)
     dist = float(np.linalg.norm(eye))
-    device = resolve_device(params, device)
-    p = params_on(params, device)
-
-    size = (height, width)
-    if device == "cuda":
-        import torch
-
-        new = lambda s, dt: torch.empty(s, dtype=getattr(torch, dt), device="cuda")  # noqa: E731
-    else:
-        new = lambda s, dt: np.empty(s, dtype=dt)  # noqa: E731
-    image = new(size + (3,), "uint8")
-    depth, normals, hit = (new(size, "float32"), new(size + (3,), "float32"), new(size, "uint8")) if buffers else (None,) * 3
-    native.render(
-        device, data_ptr(p),
-        native.PinholeCamera(eye=eye, forward=forward, right=right, up=up, width=width, height=height),
-        native.TraceSettings(eps=eps, relaxation=relaxation, bound_radius=BOUND_RADIUS, max_steps=int(max_steps)),
-        native.ShadeSettings(mode=SHADING_MODES[shading], light=light, albedo=np.asarray(albedo, dtype=np.float64),
-                             background=background / 255.0, ambient=ambient, ao_samples=int(ao_samples),
-                             ao_step=ao_step, depth_near=max(dist - BOUND_RADIUS, 0.0), depth_far=dist + BOUND_RADIUS),
-        *(data_ptr(b) if b is not None else 0 for b in (image, depth, normals, hit)), stream_ptr(device))
-    to_numpy = (lambda a: a.cpu().numpy()) if device == "cuda" else (lambda a: a)
-    if not buffers:
-        return to_numpy(image)
-    return RenderBuffers(to_numpy(image), to_numpy(depth), to_numpy(normals), to_numpy(hit).astype(bool))
+    image, depth, normals, hit = sphere_trace(
+        params, resolve_device(params, device),
+        PinholeCamera(eye=eye, forward=forward, right=right, up=up, width=width, height=height),
+        TraceSettings(eps=eps, relaxation=relaxation, bound_radius=BOUND_RADIUS, max_steps=int(max_steps)),
+        ShadeSettings(mode=SHADING_MODES[shading], light=light, albedo=np.asarray(albedo, dtype=np.float64),
+                      background=background / 255.0, ambient=ambient, ao_samples=int(ao_samples), ao_step=ao_step,
+                      depth_near=max(dist - BOUND_RADIUS, 0.0), depth_far=dist + BOUND_RADIUS),
+        with_buffers=buffers)
+    return RenderBuffers(image, depth, normals, hit) if buffers else image
 
 
 _RENDER_DOC = """

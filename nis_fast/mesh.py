@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core.normalization import UNIT_RADIUS, Normalization, power_of_two_scale, smallest_enclosing_sphere
+from .ops.mesh_query import mesh_closed
 
 
 class MeshError(ValueError):
@@ -156,7 +157,8 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
         "non_manifold_edges": int((edge_counts > 2).sum()),
         # An edge walked twice in the same direction: neighbouring faces disagree on orientation.
         "inconsistent_edges": int((directed_counts > 1).sum()),
-        "watertight": bool((edge_counts == 2).all() and (directed_counts == 1).all()),
+        # Closed by the engine's one definition (the BVH build's, MeshSDF.closed): a collapsed face opens a mesh.
+        "watertight": mesh_closed(faces, len(vertices)),
     }
 
 

@@ -1,6 +1,7 @@
 """The package's layers hold (README "Layout"): application -> ops -> core, one way; kernels import
 only nis_fast.core; no import cycles. The rules are import-linter contracts in pyproject.toml; these
-tests run them, and show that they catch a broken rule."""
+tests run them, and show that they catch a broken rule. And the network's layout has one definition
+(nis_fast.core.layout): the C++ header's, which the decoders evaluate, is compared with it."""
 import os
 import shutil
 import subprocess
@@ -9,8 +10,15 @@ import sys
 import pytest
 
 from conftest import REPO
+from nis_fast.core.layout import LAYER_SIZES, N_PARAMS, OFFSETS
+from nis_fast.ops.native import native
 
-pytest.importorskip("importlinter", reason="import-linter is a test dependency (pip install -e '.[test]')")
+try:
+    import importlinter  # noqa: F401
+except ImportError:
+    importlinter = None
+needs_import_linter = pytest.mark.skipif(importlinter is None,
+                                         reason="import-linter is a test dependency (pip install -e '.[test]')")
 
 LINT = "from importlinter.cli import lint_imports; raise SystemExit(lint_imports(no_cache=True, no_logo=True))"
 
@@ -29,12 +37,14 @@ def _copy_sources(tmp_path):
     return tmp_path
 
 
+@needs_import_linter
 def test_the_import_contracts_hold():
     code, out = _lint(REPO)
     assert code == 0, out
     assert "3 kept, 0 broken" in out
 
 
+@needs_import_linter
 @pytest.mark.parametrize("module, line, broken", [
     ("nis_fast/io.py", "from .model import NeuralSDF", "one way"),             # io <-> model: a cycle, and upwards
     ("nis_fast/core/layout.py", "from ..ops import native", "one way"),          # core reaching up
@@ -51,3 +61,11 @@ def test_a_broken_rule_is_caught(tmp_path, module, line, broken):
     code, out = _lint(root)
     assert code != 0, out
     assert any(broken in l and "BROKEN" in l for l in out.splitlines()), out
+
+
+def test_the_native_network_layout_is_core_layout():
+    """mlp.h's per-layer offsets and sizes (what its evaluation reads) equal core.layout's, layer by layer."""
+    native_layout = [tuple(layer) for layer in native.mlp_layout()]
+    assert native_layout == [(w, b, fan_in, fan_out) for (fan_in, fan_out), (w, b) in zip(LAYER_SIZES, OFFSETS)]
+    w, b, fan_in, fan_out = native_layout[-1]
+    assert b + fan_out == N_PARAMS

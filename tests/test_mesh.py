@@ -220,3 +220,23 @@ def test_coordinates_outside_the_supported_range_are_refused(scale):
     v, f = cube()
     with pytest.raises(nf.MeshError, match="supported range"):
         nf.load_mesh((v * scale, f))
+
+
+@pytest.mark.parametrize("name", MESH_FILES)
+def test_watertight_is_the_engines_one_closed(name):
+    """report['watertight'] is the BVH build's definition of a closed mesh (MeshSDF.closed), not a second one."""
+    mesh = nf.load_mesh(mesh_path(name), warn=False)
+    assert mesh.report["watertight"] == nf.MeshSDF(mesh).closed
+
+
+def test_collapsed_and_flipped_faces_open_a_mesh():
+    V = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    tetra = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    cases = {"tetrahedron": (tetra, True), "with a collapsed face": (np.vstack([tetra, [[0, 0, 1]]]), False),
+             "with a face flipped": (np.vstack([tetra[:3], tetra[3:, ::-1]]), False),
+             "with a face missing": (tetra[:3], False)}
+    for what, (F, closed) in cases.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeshWarning)
+            mesh = nf.load_mesh((V, F))
+        assert mesh.report["watertight"] == closed == nf.MeshSDF(mesh).closed, what

@@ -23,6 +23,13 @@ def build_bvh(vertices: np.ndarray, faces: np.ndarray, leaf_size: int, float64: 
                           np.ascontiguousarray(faces, dtype=np.int32), int(leaf_size), bool(float64))
 
 
+def mesh_closed(faces: np.ndarray, n_vertices: int) -> bool:
+    """Whether a mesh is closed: no face repeats an index, and every edge is walked by exactly two faces in
+    opposite directions. The BVH build's own test (MeshBvh.closed), the one definition of a closed mesh."""
+    faces = np.ascontiguousarray(faces, dtype=np.int32)
+    return bool(native.mesh_closed(data_ptr(faces), len(faces), int(n_vertices)))
+
+
 def mesh_closest(bvh, q: "Query", sign_mode: int, beta: float, *, with_points: bool):
     """(distance, closest points or None, face ids or None) per point; the distance is signed by
     sign_mode (SIGN_MODES, or UNSIGNED)."""
