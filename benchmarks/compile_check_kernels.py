@@ -75,7 +75,8 @@ def main() -> int:
     for per_row in (False, True):
         jobs.append(("fp32", f"adam{' (alpha per network)' if per_row else ''}", adam.adam_kernel,
                      {"p_ptr": PTR, "g_ptr": PTR, "m_ptr": PTR, "v_ptr": PTR, "n": "i32", "alpha": "fp32",
-                      "alpha_ptr": PTR, "row": "i32", "beta1": "fp32", "beta2": "fp32", "eps": "fp32",
+                      "alpha_ptr": PTR, "row": "i32", "beta1": "fp32", "beta2": "fp32", "one_minus_beta1": "fp32",
+                      "one_minus_beta2": "fp32", "eps": "fp32",
                       "BLOCK": "constexpr", "ALPHA_PER_ROW": "constexpr"},
                      {"BLOCK": adam.BLOCK, "ALPHA_PER_ROW": per_row}, 4))
     rows, failed = [], 0

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .core.files import atomic_write
 from .ops.marching_cubes import extract_cells, marching_cubes
@@ -186,15 +187,11 @@ def save_png(image, path) -> None:
 def _node_positions(nodes, h: float):
     """Unit-frame positions of integer grid nodes [N, 3] (torch): the one formula used for dense and sparse grids,
     so that both evaluate the network at bit-identical points."""
-    import torch
-
     return nodes.to(torch.float32) * h - 1.0
 
 
 def grid_points(resolution: int) -> np.ndarray:
     """The nodes of the resolution^3 grid over [-1, 1]^3, [R^3, 3] float32 in C order (x slowest)."""
-    import torch
-
     r = torch.arange(resolution)
     nodes = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
     return _node_positions(nodes, 2.0 / (resolution - 1)).numpy()
@@ -205,8 +202,6 @@ def sdf_grid(params, resolution: int, *, device=None) -> np.ndarray:
     device = resolve_device(params, device)
     pts = grid_points(resolution)
     if device == "cuda":
-        import torch
-
         return eval_sdf(params, torch.from_numpy(pts).cuda()).cpu().numpy().reshape((resolution,) * 3)
     return eval_sdf(params, pts).reshape((resolution,) * 3)
 
@@ -222,8 +217,6 @@ def narrow_band_cells(params, resolution: int, *, level: float = 0.0, safety: fl
     A cell that the surface crosses has |f(centre) - level| <= L * half-diagonal when the network is
     L-Lipschitz, and so does every octree node containing it: with safety >= L no such cell is lost.
     """
-    import torch
-
     device = resolve_device(params, device)
     n_cells = resolution - 1
     h = 2.0 / n_cells
@@ -253,8 +246,6 @@ def to_mesh(params, resolution: int = 256, *, device=None, level: float = 0.0, s
     (scaled to the unit frame) wherever the band holds the surface (see `narrow_band_cells`).
     Everything (octree refinement, network evaluations, the three marching-cubes passes, welding) runs on `device`.
     """
-    import torch
-
     if int(resolution) != resolution or resolution < 2:
         raise ValueError(f"nis_fast.decode.to_mesh: resolution must be an integer >= 2, got {resolution}")
     if not safety > 0:

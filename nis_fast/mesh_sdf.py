@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import torch
 
 from .mesh import Mesh, load_mesh
 from .ops.mesh_query import SIGN_MODES, UNSIGNED, Query, build_bvh, mesh_closest, mesh_intersect, mesh_winding
@@ -134,8 +135,6 @@ class MeshSDF:
 
     def _upload(self, device):
         """Copy the BVH to the GPU once (raises a clear error where there is none)."""
-        import torch
-
         index = torch.device(device).index
         if index is None:
             index = torch.cuda.current_device() if torch.cuda.is_available() else 0

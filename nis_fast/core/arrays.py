@@ -3,14 +3,13 @@ and torch's current CUDA stream: what the native ops and the Triton launchers ta
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def device_of(x) -> str:
     """'cpu' or 'cuda' for a numpy array or torch tensor; anything else is a TypeError."""
     if isinstance(x, np.ndarray):
         return "cpu"
-    import torch
-
     if isinstance(x, torch.Tensor):
         if x.device.type not in ("cpu", "cuda"):
             raise ValueError(f"nis_fast: tensors on device '{x.device}' are not supported (use cpu or cuda)")
@@ -23,8 +22,6 @@ def device_of(x) -> str:
 def require_current_device(t) -> None:
     """Native and Triton launches run on torch's current CUDA device and stream: a tensor on another
     GPU would be read through the wrong context, so it is refused with the way out."""
-    import torch
-
     if t.device.index is not None and t.device.index != torch.cuda.current_device():
         raise ValueError(f"nis_fast: a tensor on {t.device} while the current CUDA device is "
                          f"cuda:{torch.cuda.current_device()}; run under `with torch.cuda.device({t.device.index}):`")
@@ -42,6 +39,4 @@ def stream_ptr(device: str) -> int:
     """The current CUDA stream of torch as an integer handle (0 on the CPU)."""
     if device != "cuda":
         return 0
-    import torch
-
     return torch.cuda.current_stream().cuda_stream

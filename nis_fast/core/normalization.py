@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 UNIT_RADIUS = 0.9
 
@@ -48,8 +49,6 @@ def _dtype_of(points):
     """numpy dtype of an array or tensor (for casting the centre to match)."""
     if isinstance(points, np.ndarray):
         return points.dtype
-    import torch
-
     return {torch.float32: np.float32, torch.float64: np.float64}.get(points.dtype, np.float64)
 
 

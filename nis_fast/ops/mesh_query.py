@@ -9,6 +9,7 @@ Tests: tests/test_mesh_query.py; the public class on top is nis_fast.MeshSDF (te
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..core.arrays import data_ptr, device_of, stream_ptr
 from .native import native
@@ -89,8 +90,6 @@ class Query:
     def empty(self, tail: tuple, index: bool = False):
         size = (self.n, *tail)
         if self.is_torch:
-            import torch
-
             return torch.empty(size, dtype=torch.int32 if index else self.x.dtype, device=self.x.device)
         return np.empty(size, dtype=np.int32 if index else self.x.dtype)
 
@@ -103,8 +102,6 @@ class Query:
         nbytes = native.cuda_query_order_bytes(self.n) if self.device == "cuda" else 0
         if not nbytes:
             return 0, 0
-        import torch
-
         self._workspace = torch.empty(nbytes, dtype=torch.uint8, device=self.x.device)
         return self._workspace.data_ptr(), nbytes
 
@@ -122,8 +119,6 @@ def _numpy_float(x: np.ndarray, label: str) -> np.ndarray:
 
 
 def _torch_float(x, label: str):
-    import torch
-
     x = x.detach()
     if x.dtype in (torch.float32, torch.float64):
         pass
@@ -139,6 +134,4 @@ def _torch_float(x, label: str):
 def _isfinite_all(x):
     if isinstance(x, np.ndarray):
         return np.isfinite(x).all()
-    import torch
-
     return torch.isfinite(x).all().item()

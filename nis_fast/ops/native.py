@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import os
 
+import torch
+
 from ..core import __version__
 from ..core.arrays import device_of
 
@@ -61,8 +63,6 @@ def cuda_available() -> bool:
     """True when both the native CUDA backend and torch can use a GPU."""
     if not cuda_status()["available"]:
         return False
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -92,16 +92,12 @@ def triton_info() -> dict:
     if os.environ.get("TRITON_INTERPRET") == "1":
         mode = "interpreted (TRITON_INTERPRET=1)"
     else:
-        import torch
-
         mode = "compiled" if torch.cuda.is_available() else "unavailable (no CUDA device; set TRITON_INTERPRET=1 to interpret)"
     return {"version": triton.__version__, "mode": mode}
 
 
 def backend_info() -> dict:
     """What was built into nis_fast._C and what can run on this machine."""
-    import torch
-
     build = dict(_C.build_info())
     status = cuda_status()
     if status["available"]:

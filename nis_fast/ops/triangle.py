@@ -8,6 +8,7 @@ It is the building block of the mesh queries, exposed for tests and for users wh
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..core.arrays import data_ptr, device_of, stream_ptr
 from .native import native
@@ -34,8 +35,6 @@ def closest_point_on_triangles(points, triangles):
         out_p, out_b = np.empty((n, 3), points.dtype), np.empty((n, 3), points.dtype)
         out_r = np.empty(n, np.int32)
     else:
-        import torch
-
         points, triangles = points.contiguous(), triangles.contiguous()
         out_p, out_b = torch.empty_like(points), torch.empty_like(points)
         out_r = torch.empty(n, dtype=torch.int32, device=points.device)
