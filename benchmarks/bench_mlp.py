@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--shapes", type=int, default=16, help="networks trained at once in the many-shapes rows")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a busy CPU, 2 threads "
-                    "spinning against other processes can be 100x slower than 1")
+                    "spinning against other processes can be far slower than 1")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -42,8 +42,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def one_torch_thread():
     """Run a test with one torch CPU thread, then restore: on a shared 2-core machine two OpenMP
-    threads working on 32-wide layers mostly wait for each other (10x slower seen)."""
-    import torch
+    threads working on 32-wide layers mostly wait for each other."""
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

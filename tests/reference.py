@@ -150,8 +150,8 @@ def _mesh_intersect(V, F, origins, directions):
 # parameter gradients. INPUT_GRAD_TOL: d sdf / dx is piecewise constant in the ReLU pattern; where
 # rounding flips a ReLU a point's gradient jumps (up to ~100 % off for 16-bit operands), so the bound is
 # on the median over points of |g - g_ref| / |g_ref|. tf32's is looser than fp16's although both keep
-# 10 mantissa bits: the tensor cores truncate fp32 operands to tf32 rather than round them (6.1e-3
-# measured on an H200).
+# 10 mantissa bits: the tensor cores truncate fp32 operands to tf32 rather than round them
+# (benchmarks/RESULTS.md, session 6).
 SDF_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 3e-2}
 GRAD_TOL = {"fp32": 1e-5, "tf32x3": 1e-4, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
 INPUT_GRAD_TOL = {"fp32": 1e-6, "tf32x3": 1e-5, "tf32": 2e-2, "fp16": 5e-3, "bf16": 1e-1}
