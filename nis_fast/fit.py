@@ -29,6 +29,7 @@ from .core.adam import adam_step_size
 from .core.layout import glorot_uniform
 from .core.normalization import IDENTITY
 from .core.precision import TRAINING_PRECISIONS, training_kernel_precision
+from .core.quantize import fake_quantize
 from .mesh import Mesh, load_mesh
 from .mesh_sdf import MeshSDF
 from .model import NeuralSDF
@@ -52,7 +53,7 @@ class FitConfig:
     plateau_factor: float = 0.8
     plateau_patience: int = 30
     plateau_min_delta: float = 1e-4
-    lr_final: float = 0.01  # cosine only: last epoch's lr as a fraction of lr
+    lr_final: float = 0.01  # the cosine decays' last lr as a fraction of their first (schedule "cosine", quantize_epochs)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-7
@@ -60,6 +61,13 @@ class FitConfig:
     #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: training_kernel_precision)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
     cuda_graphs: bool = True  # fused-kernel fits on CUDA replay each epoch's steps as one CUDA graph (_KernelEpochs)
+    # Quantization-aware fine-tuning for int8 files: after the schedule, this many epochs with the weights
+    # rounded as an int8 file stores them (core.quantize.fake_quantize, straight-through gradient), the lr
+    # decaying from quantize_lr on a half cosine (to quantize_lr * lr_final); the fitted weights are then
+    # exactly representable: shape.save(path, dtype="int8") loses nothing. 5 epochs from 1e-4 measured best
+    # of the settings tried (benchmarks/RESULTS.md).
+    quantize_epochs: int = 0
+    quantize_lr: float = 1e-4
 
     def __post_init__(self):
         positive = ("pool_size", "n_samples", "epochs", "batch_size", "lr", "plateau_patience")
@@ -68,6 +76,9 @@ class FitConfig:
             bad.append(f"schedule={self.schedule!r} (expected 'plateau' or 'cosine')")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
+        if not (isinstance(self.quantize_epochs, int) and self.quantize_epochs >= 0 and self.quantize_lr > 0):
+            bad.append(f"quantize_epochs={self.quantize_epochs!r}, quantize_lr={self.quantize_lr!r} "
+                       "(expected an int >= 0 and a positive lr)")
         if not isinstance(self.cuda_graphs, bool):
             bad.append(f"cuda_graphs={self.cuda_graphs!r} (expected True or False)")
         if self.precision not in TRAINING_PRECISIONS:
@@ -142,11 +153,11 @@ class _Plateau:
         return lr
 
 
-def _cosine_lr(config: FitConfig, epoch: int) -> float:
-    """lr for `epoch` (0-based): from lr down to lr * lr_final on a half cosine."""
-    t = epoch / max(config.epochs - 1, 1)
-    low = config.lr * config.lr_final
-    return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * t))
+def _cosine_lr(lr: float, lr_final: float, epoch: int, epochs: int) -> float:
+    """lr for `epoch` (0-based) of `epochs`: from lr down to lr * lr_final on a half cosine."""
+    t = epoch / max(epochs - 1, 1)
+    low = lr * lr_final
+    return low + 0.5 * (lr - low) * (1 + math.cos(math.pi * t))
 
 
 class _Epochs:
@@ -161,6 +172,18 @@ class _Epochs:
         self.batches = [(start, min(start + b, n)) for start in range(0, n, b)]  # Keras keeps the last partial one
         self.hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
         self.total = torch.zeros(len(params), dtype=torch.float64, device=params.device)
+        self.rounded = None  # once quantization-aware: the weights as an int8 file holds them, what the loss sees
+
+    def quantization_aware(self):
+        """From now on the loss and its gradient are taken at the int8-rounded weights, and Adam updates the
+        float weights with that gradient (straight through the rounding)."""
+        self.rounded = torch.empty_like(self.params)
+
+    def weights_for_the_loss(self):
+        if self.rounded is None:
+            return self.params
+        self.rounded.copy_(fake_quantize(self.params))
+        return self.rounded
 
 
 class _TorchEpochs(_Epochs):
@@ -176,7 +199,8 @@ class _TorchEpochs(_Epochs):
         p, m, v = self.params[0], self.m[0], self.v[0]
         self.total.zero_()
         for j, (start, stop) in enumerate(self.batches):
-            loss, grad = self.loss_and_grad(p, self.epoch_x[0, start:stop], self.epoch_t[0, start:stop])
+            loss, grad = self.loss_and_grad(self.weights_for_the_loss()[0], self.epoch_x[0, start:stop],
+                                            self.epoch_t[0, start:stop])
             adam_step_torch(p, grad, m, v, first_step + j + 1, lrs[0], *self.hyper)
             self.total.add_(loss.detach(), alpha=stop - start)
         return self.total
@@ -198,13 +222,17 @@ class _KernelEpochs(_Epochs):
         self.use_graph = config.cuda_graphs and params.device.type == "cuda"
         self.graph, self.warm = None, False
 
+    def quantization_aware(self):
+        super().quantization_aware()
+        self.graph, self.warm = None, False  # the captured epoch has no rounding in it: capture anew
+
     def steps(self):
         self.total.zero_()
         for j, (start, stop) in enumerate(self.batches):
             xb, tb = self.epoch_x[:, start:stop], self.epoch_t[:, start:stop]
             if len(self.params) > 1:  # a batch of a stack is strided; the kernels want it contiguous
                 xb, tb = xb.contiguous(), tb.contiguous()
-            loss, grad = self.loss_and_grad(self.params, xb, tb)
+            loss, grad = self.loss_and_grad(self.weights_for_the_loss(), xb, tb)
             self.adam_update(self.params, grad, self.m, self.v, self.alphas[j], *self.hyper)
             self.total.add_(loss.detach(), alpha=stop - start)  # float64 += float32 loss x rows: one kernel
 
@@ -255,7 +283,8 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
     Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be), by a generator on the
     samples' device. callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr
-    schedule.
+    schedule; config.quantize_epochs more epochs follow it, quantization-aware, and leave params rounded
+    as an int8 file holds them.
     """
     S, n, device = len(params), points.shape[1], params.device
     epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
@@ -263,10 +292,14 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     shuffles = [torch.Generator(device=device).manual_seed(int(seed) + s + 1) for s in range(S)]
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     history = []
-    bar = _progress_bar(config.epochs, progress)
-    for epoch in range(config.epochs):
-        if config.schedule == "cosine":
-            lrs = [_cosine_lr(config, epoch)] * S
+    bar = _progress_bar(config.epochs + config.quantize_epochs, progress)
+    for epoch in range(config.epochs + config.quantize_epochs):
+        if epoch == config.epochs:
+            epochs.quantization_aware()
+        if epoch >= config.epochs:
+            lrs = [_cosine_lr(config.quantize_lr, config.lr_final, epoch - config.epochs, config.quantize_epochs)] * S
+        elif config.schedule == "cosine":
+            lrs = [_cosine_lr(config.lr, config.lr_final, epoch, config.epochs)] * S
         for s in range(S):  # one shuffle per shape and epoch, as Keras does
             order = torch.randperm(n, generator=shuffles[s], device=device)
             torch.index_select(points[s], 0, order, out=epoch_x[s])
@@ -279,13 +312,15 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
         for s in range(S):
             if callback is not None:
                 callback(s, epoch, losses[s], lrs[s])
-            if config.schedule == "plateau":
+            if config.schedule == "plateau" and epoch < config.epochs:
                 lrs[s] = plateaus[s].next_lr(losses[s], lrs[s])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{max(losses):.2e}", lr=f"{max(lrs):.1e}")
     if bar is not None:
         bar.close()
+    if config.quantize_epochs:
+        params.copy_(fake_quantize(params))
     return history
 
 

@@ -28,15 +28,27 @@ import os
 
 import numpy as np
 
-from .core import __version__, layout
+from .core import __version__, layout, quantize
 from .core.files import atomic_write
 from .core.normalization import IDENTITY, Normalization
 
 FORMAT_NAME = "nis_fast.neural_sdf"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 1  # float32 / float16 weights: one tensor "params"
+QUANTIZED_VERSION = 2  # int8 weights: the tensors of core.quantize, and the scheme in the document
+SUPPORTED_VERSIONS = (1, 2)
 TENSOR_NAME = "params"
-_DTYPES = {"F32": np.float32, "F16": np.float16}
+DTYPES = ("float32", "float16", "int8")
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I8": np.int8}
+# The tensors of a file, by the kind of its weights: name -> (allowed safetensors dtypes, length).
+_TENSORS = {
+    "float": {TENSOR_NAME: (("F32", "F16"), layout.N_PARAMS)},
+    "int8": {"weights": (("I8",), quantize.N_WEIGHTS), "weight_scales": (("F16",), quantize.N_UNITS),
+             "biases": (("F16",), quantize.N_UNITS)},
+}
+# How int8 files are quantized (core.quantize), recorded in their document and required equal on load.
+QUANTIZATION = {"scheme": "int8", "bits": 8, "granularity": "per output unit", "scales": "float16",
+                "biases": "float16", "layout": "weights: every layer's W row-major in layer order; scales and biases "
+                                              "one per output unit in layer order"}
 _MAX_HEADER = 1 << 20  # a real header is ~2 KB; anything near this is not ours
 H5_NOTE = ("loaded from a Keras .h5 file without a normalisation transform: identity assumed; "
            "queries are in the paper's unit frame (normalise with load_mesh(src).transform)")
@@ -59,9 +71,11 @@ def architecture() -> dict:
 
 # --- .nis ---------------------------------------------------------------------------
 
-def _document(transform: Normalization, metadata: dict) -> dict:
-    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "architecture": architecture(),
-           "transform": transform.to_dict(), "nis_fast_version": __version__}
+def _document(transform: Normalization, metadata: dict, dtype: str = "float32") -> dict:
+    doc = {"format": FORMAT_NAME, "version": QUANTIZED_VERSION if dtype == "int8" else FORMAT_VERSION,
+           "architecture": architecture(), "transform": transform.to_dict(), "nis_fast_version": __version__}
+    if dtype == "int8":
+        doc["quantization"] = QUANTIZATION
     for key in ("recipe", "source", "metrics", "notes"):
         if metadata.get(key) is not None:
             doc[key] = metadata[key]
@@ -73,18 +87,31 @@ def _checksum(doc_text: str, tensor_bytes: bytes) -> str:
 
 
 def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None, dtype="float32"):
-    """Write a .nis file atomically. dtype: "float32" (exact) or "float16" (half the size)."""
+    """Write a .nis file atomically. dtype: "float32" (exact), "float16" (half the size) or "int8"
+    (about a quarter: weights quantized per output unit, core.quantize)."""
     from safetensors.numpy import save
 
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"save_nis: dtype must be 'float32' or 'float16', got {dtype!r}")
-    with np.errstate(over="ignore"):  # values beyond float16's range become inf, reported just below
-        values = _as_numpy_params(params).astype(dtype)
+    if dtype not in DTYPES:
+        raise ValueError(f"save_nis: dtype must be one of {DTYPES}, got {dtype!r}")
+    values = _as_numpy_params(params)
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"save_nis: parameters are not all finite in {dtype} (NaN/inf or out of float16 range)")
-    doc_text = json.dumps(_document(transform, metadata or {}), sort_keys=True)
-    checksum = _checksum(doc_text, values.tobytes())
-    blob = save({TENSOR_NAME: values}, metadata={"nis": doc_text, "nis_checksum": checksum})
+        raise ValueError("save_nis: parameters are not all finite (NaN or inf)")
+    try:
+        if dtype == "int8":
+            tensors = quantize.quantize(values)
+        else:
+            with np.errstate(over="ignore"):  # values beyond float16's range become inf, reported just below
+                tensors = {TENSOR_NAME: values.astype(dtype)}
+            if not np.all(np.isfinite(tensors[TENSOR_NAME])):
+                raise ValueError("beyond float16's range")
+    except ValueError as exc:
+        raise ValueError(f"save_nis: parameters cannot be stored as {dtype} ({exc})") from None
+    doc_text = json.dumps(_document(transform, metadata or {}, dtype), sort_keys=True)
+    blob = save(tensors, metadata={"nis": doc_text})
+    # The checksum covers the tensor data as safetensors lays it out (it orders the tensors itself):
+    # laid out once to hash it, then written with it.
+    header_len = int.from_bytes(blob[:8], "little")
+    blob = save(tensors, metadata={"nis": doc_text, "nis_checksum": _checksum(doc_text, blob[8 + header_len:])})
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -111,32 +138,52 @@ def read_nis(path):
     if not isinstance(header, dict):
         fail("corrupt or foreign file: safetensors header is not a JSON object")
     meta = header.pop("__metadata__", None)
-    if set(header) != {TENSOR_NAME}:
-        fail(f"expected exactly one tensor named {TENSOR_NAME!r}, found {sorted(header)}")
-    info = header[TENSOR_NAME]
-    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or info["dtype"] not in _DTYPES:
-        got = info.get("dtype") if isinstance(info, dict) else info
-        fail(f"tensor {TENSOR_NAME!r} must be F32 or F16, got {got!r}")
-    dtype = _DTYPES[info["dtype"]]
-    if info.get("shape") != [layout.N_PARAMS]:
-        fail(f"tensor {TENSOR_NAME!r} has shape {info.get('shape')}, expected [{layout.N_PARAMS}]")
-    nbytes = layout.N_PARAMS * np.dtype(dtype).itemsize
-    if info.get("data_offsets") != [0, nbytes]:
-        fail(f"tensor {TENSOR_NAME!r} has data offsets {info.get('data_offsets')}, expected [0, {nbytes}]")
+    kind = next((k for k, tensors in _TENSORS.items() if set(tensors) == set(header)), None)
+    if kind is None:
+        fail(f"expected exactly one tensor named {TENSOR_NAME!r}, or the int8 tensors {sorted(_TENSORS['int8'])}, "
+             f"found {sorted(header)}")
     body = data[8 + n:]
-    if len(body) != nbytes:
-        fail(f"truncated or padded: tensor data is {len(body)} bytes, expected {nbytes}")
+    spans = []
+    for name, (dtypes, length) in _TENSORS[kind].items():
+        info = header[name]
+        if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or info["dtype"] not in dtypes:
+            got = info.get("dtype") if isinstance(info, dict) else info
+            fail(f"tensor {name!r} must be {' or '.join(dtypes)}, got {got!r}")
+        if info.get("shape") != [length]:
+            fail(f"tensor {name!r} has shape {info.get('shape')}, expected [{length}]")
+        offsets, nbytes = info.get("data_offsets"), length * np.dtype(_DTYPES[info["dtype"]]).itemsize
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] and offsets[1] - offsets[0] == nbytes):
+            fail(f"tensor {name!r} has data offsets {offsets}, expected a span of {nbytes} bytes")
+        spans.append((offsets[0], offsets[1], name, _DTYPES[info["dtype"]]))
+    spans.sort(key=lambda span: span[0])
+    if [start for start, *_ in spans] != [0] + [stop for _, stop, *_ in spans[:-1]]:
+        fail(f"tensor data offsets {[span[:2] for span in spans]} overlap or leave gaps")
+    if len(body) != spans[-1][1]:
+        fail(f"truncated or padded: tensor data is {len(body)} bytes, expected {spans[-1][1]}")
     if not isinstance(meta, dict) or not isinstance(meta.get("nis"), str):
         fail("no nis_fast metadata (the safetensors header lacks __metadata__['nis']): not a .nis file")
     if meta.get("nis_checksum") != _checksum(meta["nis"], body):
         fail("checksum mismatch: the file was modified or damaged after it was written")
     doc = _parse_json(meta["nis"], "the nis metadata", fail)
     transform = _check_document(doc, fail)
-    params = np.frombuffer(body, dtype=dtype).astype(np.float32)
+    arrays = {name: np.frombuffer(body[start:stop], dtype=dtype) for start, stop, name, dtype in spans}
+    if kind == "int8":
+        if doc.get("version") != QUANTIZED_VERSION or doc.get("quantization") != QUANTIZATION:
+            fail(f"int8 tensors with a document of version {doc.get('version')!r} and quantization "
+                 f"{doc.get('quantization')!r}; expected version {QUANTIZED_VERSION} and {QUANTIZATION!r}")
+        if not all(np.all(np.isfinite(arrays[k])) for k in ("weight_scales", "biases")):
+            fail("scales or biases contain NaN or infinite values")
+        params, dtype = quantize.dequantize(arrays), "int8"
+    else:
+        if doc.get("version") != FORMAT_VERSION or "quantization" in doc:
+            fail(f"float weights with a document of version {doc.get('version')!r} (expected {FORMAT_VERSION}, "
+                 "no quantization)")
+        params, dtype = arrays[TENSOR_NAME].astype(np.float32), arrays[TENSOR_NAME].dtype.name
     if not np.all(np.isfinite(params)):
         fail("parameters contain NaN or infinite values")
     metadata = _metadata_of(doc, fail)
-    metadata["dtype"] = np.dtype(dtype).name
+    metadata["dtype"] = dtype
     return params, transform, metadata
 
 
@@ -171,7 +218,7 @@ def _metadata_of(doc, fail) -> dict:
     """The optional part of a validated document: only known keys, each of the right type."""
     metadata = {}
     for key, value in doc.items():
-        if key in ("format", "version", "architecture", "transform", "nis_fast_version"):
+        if key in ("format", "version", "architecture", "transform", "nis_fast_version", "quantization"):
             continue
         if key not in _METADATA_TYPES:
             fail(f"unknown metadata key {key!r}")
@@ -308,8 +355,8 @@ def check_target(path, dtype="float32") -> str:
     callers check before a long fit, so the weights are never lost to a bad file name."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext == ".nis":
-        if dtype not in ("float32", "float16"):
-            raise ValueError(f"{os.fspath(path)}: .nis files hold float32 or float16 weights, not {dtype}")
+        if dtype not in DTYPES:
+            raise ValueError(f"{os.fspath(path)}: .nis files hold {', '.join(DTYPES)} weights, not {dtype}")
         return "nis"
     if ext in (".h5", ".hdf5"):
         if dtype != "float32":

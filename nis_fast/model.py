@@ -79,7 +79,9 @@ class NeuralSDF:
         return d.detach().cpu().numpy() if as_numpy else d.to(points.device)
 
     def save(self, path, dtype: str = "float32"):
-        """Write .nis (dtype float32 or float16) or Keras .h5, chosen by the extension; atomic."""
+        """Write .nis (dtype float32, float16 or int8) or Keras .h5 (float32), chosen by the extension; atomic.
+        int8 rounds the weights (nis_fast.core.quantize); fit with FitConfig(quantize_epochs=...) first for
+        weights that lose nothing to it."""
         io.save(path, self.params, self.transform, self.metadata, dtype=dtype)
 
     def render(self, width: int = 512, height: int = 512, camera=None, **opts) -> np.ndarray:

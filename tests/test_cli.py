@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import nis_fast as nf
@@ -177,3 +178,17 @@ def test_unwritable_output_and_missing_gpu_are_one_line(capsys, tmp_path):
     if not _backend.cuda_available():
         assert main(["render", str(nis), "-o", str(tmp_path / "a.png"), "--device", "cuda"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_int8_files_from_fit_and_convert(capsys, tmp_path):
+    """fit --dtype int8 fits quantization-aware and writes int8 weights; convert --dtype int8 rounds a file."""
+    q = tmp_path / "q.nis"
+    assert main(["fit", example_mesh_path(), "-o", str(q), "--dtype", "int8", "--quantize-epochs", "1", *TINY]) == 0
+    info = nf.io.describe(q)
+    assert info["dtype"] == "int8" and info["recipe"]["quantize_epochs"] == 1
+    assert main(["convert", str(q), str(tmp_path / "f.nis")]) == 0  # back to float32: the same weights
+    assert torch.equal(nf.load(tmp_path / "f.nis").params, nf.load(q).params)
+    assert main(["convert", str(tmp_path / "f.nis"), str(tmp_path / "q2.nis"), "--dtype", "int8"]) == 0
+    assert torch.equal(nf.load(tmp_path / "q2.nis").params, nf.load(q).params)  # on the grid already: unchanged
+    assert main(["convert", str(q), str(tmp_path / "q.h5"), "--dtype", "int8"]) == 2  # Keras files hold float32
+    assert "float32 weights only" in capsys.readouterr().err

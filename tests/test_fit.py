@@ -132,12 +132,15 @@ def test_fit_a_real_mesh(tmp_path):
     assert shape.sdf(surface, "unit").abs().mean() < 0.2 * shape.sdf(random, "unit").abs().mean()
 
 
-def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
+@pytest.mark.parametrize("quantize_epochs", [0, 1])
+def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch, quantize_epochs):
     """fit_many's batched path (the fused kernels on an [S, 7553] stack; here in Triton's interpreter,
     on a GPU compiled and from the second epoch replayed from a CUDA graph): shape s of the stack gets
     the same shuffles as a lone torch-path run with seed s on the same device, so their weights after
     three epochs must agree. The plateau schedule (patience 1, min_delta 1) cuts the lr after the
-    second epoch, so the third reads smaller step sizes from its refilled table."""
+    second epoch, so the third reads smaller step sizes from its refilled table. With a
+    quantization-aware epoch after them, both end on the int8 grid (where rounding may put a weight
+    of one path a step from the other's: a few at most)."""
     kernels = pytest.importorskip("nis_fast.kernels")
     if not hasattr(kernels, "mlp_loss_and_grad"):
         pytest.skip("nis_fast.kernels has no mlp_loss_and_grad in this build")
@@ -145,7 +148,7 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
         pytest.skip("no GPU and TRITON_INTERPRET is not set")
     fit_module = __import__("sys").modules["nis_fast.fit"]
     config = FitConfig(n_samples=1000, pool_size=5000, epochs=3, batch_size=300, lr=3e-3, plateau_patience=1,
-                       plateau_min_delta=1.0)
+                       plateau_min_delta=1.0, quantize_epochs=quantize_epochs)
     sets = [importance_samples(f, 1000, 5000, seed=i) for i, f in enumerate([sphere, box])]
     start = torch.stack([torch.from_numpy(network.glorot_uniform(i)) for i in range(2)])
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -159,7 +162,7 @@ def test_stacked_training_with_the_kernels_matches_the_torch_path(monkeypatch):
     for s in range(2):  # shape s of the stack is shuffled as a lone run with seed s is
         alone = start[s:s + 1].clone().to(device)
         alone_history = fit_module.train(alone, points[s:s + 1], targets[s:s + 1], config, seed=s)
-        assert torch.allclose(stacked[s], alone[0], rtol=1e-4, atol=1e-6)
+        assert (~torch.isclose(stacked[s], alone[0], rtol=1e-4, atol=1e-6)).sum() <= (3 if quantize_epochs else 0)
         assert not torch.allclose(stacked[s].cpu(), start[s])
         assert abs(history[-1][s] - alone_history[-1][0]) < 1e-5
 
@@ -281,3 +284,32 @@ def test_world_queries_far_from_the_origin_keep_float32_detail():
     unit = np.random.default_rng(0).uniform(-0.5, 0.5, size=(1000, 3))
     world = unit + far.transform.center
     np.testing.assert_allclose(far.sdf(world), far.sdf(unit.astype(np.float32), space="unit"), atol=1e-6)
+
+
+def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_path):
+    """A fit with quantize_epochs ends with weights an int8 file holds exactly (the save loses nothing), and
+    its L1 loss on the training samples is below that of the same fit's float weights rounded afterwards."""
+    import importlib
+
+    from nis_fast.core.quantize import dequantize, quantize
+
+    fit_module = importlib.import_module("nis_fast.fit")
+    config = FitConfig(n_samples=20_000, pool_size=50_000, epochs=6, batch_size=512, lr=3e-3, schedule="cosine",
+                       threads=1)
+    points, targets = importance_samples(box, config.n_samples, config.pool_size, seed=2)
+    start = torch.from_numpy(network.glorot_uniform(2))[None]
+    plain, aware = start.clone(), start.clone()
+    fit_module.train(plain, points[None], targets[None], config)
+    history = fit_module.train(aware, points[None], targets[None],
+                               FitConfig(**{**config.to_dict(), "quantize_epochs": 3}))
+    assert len(history) == 9
+    assert np.array_equal(dequantize(quantize(aware[0].numpy())), aware[0].numpy())
+    shape = nf.NeuralSDF(aware[0])
+    shape.save(tmp_path / "q.nis", dtype="int8")
+    assert torch.equal(nf.load(tmp_path / "q.nis").params, shape.params)
+    rounded = torch.from_numpy(dequantize(quantize(plain[0].numpy())))
+
+    def loss(p):
+        return float((_forward(p.double(), points.double()) - targets.double()).abs().mean())
+
+    assert loss(aware[0]) < loss(rounded)

@@ -299,3 +299,74 @@ def test_hostile_headers_get_one_clear_error(shape, tmp_path, change):
     _forge(path, forge)
     with pytest.raises(io.NisFileError, match="evil.nis"):
         nf.load(path)
+
+
+# --- int8 files (core.quantize) ----------------------------------------------------------
+
+def _doc_and_tensors(path):
+    from safetensors.numpy import load_file
+
+    data = path.read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    return json.loads(header["__metadata__"]["nis"]), load_file(path)
+
+
+def _write_nis(path, doc, tensors):
+    """A .nis file as our writer would make it from this document and these tensors (checksum and all)."""
+    from safetensors.numpy import save
+
+    doc_text = json.dumps(doc, sort_keys=True)
+    blob = save(tensors, metadata={"nis": doc_text})
+    body = blob[8 + int.from_bytes(blob[:8], "little"):]
+    path.write_bytes(save(tensors, metadata={"nis": doc_text, "nis_checksum": io._checksum(doc_text, body)}))
+
+
+def test_int8_round_trip_holds_the_quantized_weights(shape, tmp_path):
+    from nis_fast.core.quantize import dequantize, quantize
+
+    shape.save(tmp_path / "a.nis")
+    shape.save(tmp_path / "q.nis", dtype="int8")
+    back = nf.load(tmp_path / "q.nis")
+    assert np.array_equal(back.params.numpy(), dequantize(quantize(shape.params.numpy())))
+    assert back.metadata["dtype"] == "int8" and back.transform.to_dict() == shape.transform.to_dict()
+    doc, tensors = _doc_and_tensors(tmp_path / "q.nis")
+    assert doc["version"] == io.QUANTIZED_VERSION and doc["quantization"] == io.QUANTIZATION
+    assert {k: (v.dtype.name, v.shape) for k, v in tensors.items()} == {
+        "weights": ("int8", (7296,)), "weight_scales": ("float16", (257,)), "biases": ("float16", (257,))}
+    assert os.path.getsize(tmp_path / "q.nis") < 0.4 * os.path.getsize(tmp_path / "a.nis")
+    io.convert(tmp_path / "q.nis", tmp_path / "q.h5")  # dequantized float32 in a Keras file
+    assert np.array_equal(nf.load(tmp_path / "q.h5").params.numpy(), back.params.numpy())
+    assert io.describe(tmp_path / "q.nis")["dtype"] == "int8"
+
+
+def test_hostile_int8_files_are_refused(shape, tmp_path):
+    shape.save(tmp_path / "q.nis", dtype="int8")
+    doc, tensors = _doc_and_tensors(tmp_path / "q.nis")
+    cases = {
+        "v1": ({**doc, "version": 1}, tensors, ["version 1"]),
+        "scheme": ({**doc, "quantization": {**doc["quantization"], "bits": 4}}, tensors, ["quantization"]),
+        "float doc": ({k: v for k, v in doc.items() if k != "quantization"}, tensors, ["quantization"]),
+        "nan scale": (doc, {**tensors, "weight_scales": np.full(257, np.nan, np.float16)}, ["NaN"]),
+        "short": (doc, {**tensors, "weights": tensors["weights"][:-1]}, ["'weights'", "shape"]),
+        "wide": (doc, {**tensors, "biases": tensors["biases"].astype(np.float32)}, ["'biases'", "F16"]),
+        "mixed": (doc, {**tensors, "params": np.zeros(7553, np.float32)}, ["exactly one tensor"]),
+    }
+    for name, (bad_doc, bad_tensors, words) in cases.items():
+        _write_nis(tmp_path / f"{name}.nis", bad_doc, bad_tensors)
+        _expect_error(tmp_path / f"{name}.nis", *words)
+    shape.save(tmp_path / "f.nis")
+    float_doc, float_tensors = _doc_and_tensors(tmp_path / "f.nis")
+    _write_nis(tmp_path / "v2.nis", {**float_doc, "version": 2}, float_tensors)  # float weights claiming int8's version
+    _expect_error(tmp_path / "v2.nis", "version 2")
+
+
+def test_int8_refuses_weights_it_cannot_hold(tmp_path):
+    params = np.zeros(7553, np.float32)
+    params[-1] = 1e6  # the output bias, beyond float16
+    with pytest.raises(ValueError, match="int8"):
+        io.save_nis(tmp_path / "x.nis", params, dtype="int8")
+    with pytest.raises(ValueError, match="dtype"):
+        io.save_nis(tmp_path / "x.nis", params, dtype="int4")
+    with pytest.raises(ValueError, match="float32 weights only"):
+        io.check_target(tmp_path / "x.h5", "int8")
+    assert not list(tmp_path.iterdir())
