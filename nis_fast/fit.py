@@ -70,13 +70,18 @@ class FitConfig:
     quantize_lr: float = 1e-4
 
     def __post_init__(self):
-        positive = ("pool_size", "n_samples", "epochs", "batch_size", "lr", "plateau_patience")
+        positive = ("pool_size", "n_samples", "batch_size", "lr", "plateau_patience")
         bad = [f"{k}={getattr(self, k)!r}" for k in positive if not getattr(self, k) > 0]
+        quantize_ok = isinstance(self.quantize_epochs, int) and self.quantize_epochs >= 0
+        if not (isinstance(self.epochs, int) and self.epochs >= 0
+                and self.epochs + (self.quantize_epochs if quantize_ok else 0) > 0):
+            bad.append(f"epochs={self.epochs!r} (expected an int >= 0; 0 only with quantize_epochs, which then "
+                       "fine-tunes the weights it is given: fit.train)")
         if self.schedule not in ("plateau", "cosine"):
             bad.append(f"schedule={self.schedule!r} (expected 'plateau' or 'cosine')")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
-        if not (isinstance(self.quantize_epochs, int) and self.quantize_epochs >= 0 and self.quantize_lr > 0):
+        if not (quantize_ok and self.quantize_lr > 0):
             bad.append(f"quantize_epochs={self.quantize_epochs!r}, quantize_lr={self.quantize_lr!r} "
                        "(expected an int >= 0 and a positive lr)")
         if not isinstance(self.cuda_graphs, bool):

@@ -313,3 +313,11 @@ def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_pa
         return float((_forward(p.double(), points.double()) - targets.double()).abs().mean())
 
     assert loss(aware[0]) < loss(rounded)
+    # Fine-tuning alone: no schedule epochs, the weights given are rounded-aware trained and end on the grid.
+    tuned = plain.clone()
+    fit_module.train(tuned, points[None], targets[None], FitConfig(**{**config.to_dict(), "epochs": 0,
+                                                                      "quantize_epochs": 2}))
+    assert np.array_equal(dequantize(quantize(tuned[0].numpy())), tuned[0].numpy())
+    assert loss(tuned[0]) < loss(rounded)
+    with pytest.raises(ValueError, match="epochs=0"):
+        FitConfig(epochs=0)
