@@ -31,18 +31,19 @@ from ._mlp_common import B0, B1, B2, B3, B4, B5, B6, B7, B8, H, IN, IN_P, NP, OU
     load_points, matmul, relu_backward, stacked
 
 # (rows per block, warps) per precision: picked by compiling for sm_90 (Triton 3.9) and keeping
-# registers under 255 without spills where possible (ptxas statistics); benchmarks/tune_mlp_train.py
-# times the whole table on a GPU (benchmarks/RESULTS.md).
-GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 8), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
+# registers under 255 without spills where possible (ptxas statistics); tf32x3's by timing on an H200,
+# where 32 x 4 beat 32 x 8 at every batch above the latency-bound range (benchmarks/tune_mlp_train.py,
+# benchmarks/RESULTS.md session 9). The others are not timed yet.
+GPU_CONFIGS = {"fp32": (32, 8), "tf32x3": (32, 4), "tf32": (32, 8), "fp16": (32, 8), "bf16": (32, 8)}
 GPU_PROGRAMS_PER_SM = 1  # a 255-register 8-warp program fills an SM's register file; P = min(blocks, SMs / S)
 # Small batches are latency-bound: a program's time is the chain of 26 dependent products of a
 # forward and backward pass per block, which smaller tiles on fewer warps finish sooner (16 rows x 4
-# warps was the fastest tf32x3 launch at 2048 rows on an H200: benchmarks/RESULTS.md). Used while a
-# program gets at most LATENCY_BOUND_BLOCKS blocks of 16 rows (fit_many's stacks at the paper's batch,
-# GPUs of fewer SMs): the time grows with the blocks a program walks. The other precisions keep
-# GPU_CONFIGS until they are measured.
+# warps was the fastest tf32x3 launch at 2048 rows on an H200, and still at 16384 rows, eight blocks a
+# program: benchmarks/RESULTS.md). Used while a program gets at most LATENCY_BOUND_BLOCKS blocks of 16
+# rows (one network at up to ~16k rows, fit_many's stacks of 8 at the paper's batch); the time grows with
+# the blocks a program walks. The other precisions keep GPU_CONFIGS until they are measured.
 LATENCY_BOUND_CONFIGS = {"tf32x3": (16, 4)}
-LATENCY_BOUND_BLOCKS = 4
+LATENCY_BOUND_BLOCKS = 8
 REDUCTIONS = ("partials", "atomic")
 
 

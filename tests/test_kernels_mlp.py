@@ -211,8 +211,8 @@ def test_every_precision_has_a_gpu_launch_config():
 
 
 def test_latency_bound_batches_take_the_small_block_config(monkeypatch):
-    """Up to LATENCY_BOUND_BLOCKS 16-row blocks a program (132 SMs: 4 x 2048 rows, as one network or
-    four) tf32x3 runs 16 rows on 4 warps; one row more, or a fifth network, and every precision keeps
+    """Up to LATENCY_BOUND_BLOCKS 16-row blocks a program (132 SMs: 8 x 2048 rows, as one network or
+    eight) tf32x3 runs 16 rows on 4 warps; one row more, or a ninth network, and every precision keeps
     its GPU_CONFIGS entry."""
     from nis_fast.kernels import mlp_train
 
@@ -225,11 +225,11 @@ def test_latency_bound_batches_take_the_small_block_config(monkeypatch):
     assert configs["tf32x3"] == (16, 4)
     assert {k: v for k, v in configs.items() if k != "tf32x3"} == {k: v for k, v in mlp_train.GPU_CONFIGS.items()
                                                                     if k != "tf32x3"}
-    assert mlp_train.LATENCY_BOUND_BLOCKS == 4
-    assert mlp_train.latency_bound_configs(OnCuda(), 4 * 132 * 16, 1)["tf32x3"] == (16, 4)
-    assert mlp_train.latency_bound_configs(OnCuda(), 2048, 4)["tf32x3"] == (16, 4)
-    assert mlp_train.latency_bound_configs(OnCuda(), 4 * 132 * 16 + 1, 1) == mlp_train.GPU_CONFIGS
-    assert mlp_train.latency_bound_configs(OnCuda(), 2048, 5) == mlp_train.GPU_CONFIGS
+    assert mlp_train.LATENCY_BOUND_BLOCKS == 8
+    assert mlp_train.latency_bound_configs(OnCuda(), 8 * 132 * 16, 1)["tf32x3"] == (16, 4)
+    assert mlp_train.latency_bound_configs(OnCuda(), 2048, 8)["tf32x3"] == (16, 4)
+    assert mlp_train.latency_bound_configs(OnCuda(), 8 * 132 * 16 + 1, 1) == mlp_train.GPU_CONFIGS
+    assert mlp_train.latency_bound_configs(OnCuda(), 2048, 9) == mlp_train.GPU_CONFIGS
     assert mlp_train.latency_bound_configs(torch.zeros(4, 3), 2048, 1) is mlp_train.GPU_CONFIGS
 
 
