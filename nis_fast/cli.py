@@ -210,8 +210,9 @@ def _fit_options(p) -> None:
     p.add_argument("--pool-size", type=int, help="uniform points whose exact SDF is computed")
     p.add_argument("--lr", type=float)
     p.add_argument("--fp16", action="store_true", help="float16 matmuls in training (CUDA) and a float16 .nis")
-    p.add_argument("--dtype", choices=io.DTYPES, help="the written weights (.nis; .h5: float32): int8 is about a "
-                   f"quarter of float32 and makes the fit quantization-aware ({INT8_QUANTIZE_EPOCHS} more epochs)")
+    p.add_argument("--dtype", choices=io.DTYPES, help="the written weights (.nis; .h5: float32): int8 is under a "
+                   f"third of float32 and makes the fit quantization-aware ({INT8_QUANTIZE_EPOCHS} more epochs, then "
+                   "the biases alone)")
     p.add_argument("--quantize-epochs", type=int, help="quantization-aware epochs after the schedule")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)

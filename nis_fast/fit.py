@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .core.adam import adam_step_size
-from .core.layout import glorot_uniform
+from .core.layout import LAYER_SIZES, OFFSETS, glorot_uniform
 from .core.normalization import IDENTITY
 from .core.precision import TRAINING_PRECISIONS, training_kernel_precision
 from .core.quantize import fake_quantize
@@ -61,18 +61,20 @@ class FitConfig:
     #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: training_kernel_precision)
     threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
     cuda_graphs: bool = True  # fused-kernel fits on CUDA replay each epoch's steps as one CUDA graph (_KernelEpochs)
-    # Quantization-aware fine-tuning for int8 files: after the schedule, this many epochs with the weights
-    # rounded as an int8 file stores them (core.quantize.fake_quantize, straight-through gradient), the lr
-    # decaying from quantize_lr on a half cosine (to quantize_lr * lr_final); the fitted weights are then
-    # exactly representable: shape.save(path, dtype="int8") loses nothing. 5 epochs from 1e-4 measured best
-    # of the settings tried (benchmarks/RESULTS.md).
+    # Quantization-aware fine-tuning for int8 files: after the schedule, quantize_epochs epochs with the
+    # weights rounded as an int8 file stores them (core.quantize.fake_quantize, straight-through gradient),
+    # then quantize_bias_epochs with the weights fixed on their grid and only the (float16) biases trained,
+    # which moves the level set back where the rounding shifted it; each phase's lr decays from quantize_lr
+    # on a half cosine (to quantize_lr * lr_final). The fitted weights are then exactly representable:
+    # shape.save(path, dtype="int8") loses nothing. The settings measured: benchmarks/RESULTS.md.
     quantize_epochs: int = 0
+    quantize_bias_epochs: int = 2  # only after quantize_epochs > 0
     quantize_lr: float = 1e-4
 
     def __post_init__(self):
         positive = ("pool_size", "n_samples", "batch_size", "lr", "plateau_patience")
         bad = [f"{k}={getattr(self, k)!r}" for k in positive if not getattr(self, k) > 0]
-        quantize_ok = isinstance(self.quantize_epochs, int) and self.quantize_epochs >= 0
+        quantize_ok = all(isinstance(n, int) and n >= 0 for n in (self.quantize_epochs, self.quantize_bias_epochs))
         if not (isinstance(self.epochs, int) and self.epochs >= 0
                 and self.epochs + (self.quantize_epochs if quantize_ok else 0) > 0):
             bad.append(f"epochs={self.epochs!r} (expected an int >= 0; 0 only with quantize_epochs, which then "
@@ -82,8 +84,8 @@ class FitConfig:
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
         if not (quantize_ok and self.quantize_lr > 0):
-            bad.append(f"quantize_epochs={self.quantize_epochs!r}, quantize_lr={self.quantize_lr!r} "
-                       "(expected an int >= 0 and a positive lr)")
+            bad.append(f"quantize_epochs={self.quantize_epochs!r}, quantize_bias_epochs={self.quantize_bias_epochs!r}, "
+                       f"quantize_lr={self.quantize_lr!r} (expected ints >= 0 and a positive lr)")
         if not isinstance(self.cuda_graphs, bool):
             bad.append(f"cuda_graphs={self.cuda_graphs!r} (expected True or False)")
         if self.precision not in TRAINING_PRECISIONS:
@@ -178,11 +180,24 @@ class _Epochs:
         self.hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
         self.total = torch.zeros(len(params), dtype=torch.float64, device=params.device)
         self.rounded = None  # once quantization-aware: the weights as an int8 file holds them, what the loss sees
+        self.update_mask = None  # once biases only: 1 on the biases, 0 on the weights
 
     def quantization_aware(self):
         """From now on the loss and its gradient are taken at the int8-rounded weights, and Adam updates the
         float weights with that gradient (straight through the rounding)."""
         self.rounded = torch.empty_like(self.params)
+
+    def biases_only(self):
+        """From now on only the biases move: the weights' gradient and Adam moments are zeroed, so the
+        weights stay where they are (on the int8 grid)."""
+        self.update_mask = torch.zeros(self.params.shape[-1], dtype=self.params.dtype, device=self.params.device)
+        for (_, fan_out), (_, b) in zip(LAYER_SIZES, OFFSETS):
+            self.update_mask[b:b + fan_out] = 1.0
+        self.m.mul_(self.update_mask)
+        self.v.mul_(self.update_mask)
+
+    def masked(self, grad):
+        return grad if self.update_mask is None else grad.mul_(self.update_mask)
 
     def weights_for_the_loss(self):
         if self.rounded is None:
@@ -206,7 +221,7 @@ class _TorchEpochs(_Epochs):
         for j, (start, stop) in enumerate(self.batches):
             loss, grad = self.loss_and_grad(self.weights_for_the_loss()[0], self.epoch_x[0, start:stop],
                                             self.epoch_t[0, start:stop])
-            adam_step_torch(p, grad, m, v, first_step + j + 1, lrs[0], *self.hyper)
+            adam_step_torch(p, self.masked(grad), m, v, first_step + j + 1, lrs[0], *self.hyper)
             self.total.add_(loss.detach(), alpha=stop - start)
         return self.total
 
@@ -231,6 +246,10 @@ class _KernelEpochs(_Epochs):
         super().quantization_aware()
         self.graph, self.warm = None, False  # the captured epoch has no rounding in it: capture anew
 
+    def biases_only(self):
+        super().biases_only()
+        self.graph, self.warm = None, False  # nor the mask
+
     def steps(self):
         self.total.zero_()
         for j, (start, stop) in enumerate(self.batches):
@@ -238,7 +257,7 @@ class _KernelEpochs(_Epochs):
             if len(self.params) > 1:  # a batch of a stack is strided; the kernels want it contiguous
                 xb, tb = xb.contiguous(), tb.contiguous()
             loss, grad = self.loss_and_grad(self.weights_for_the_loss(), xb, tb)
-            self.adam_update(self.params, grad, self.m, self.v, self.alphas[j], *self.hyper)
+            self.adam_update(self.params, self.masked(grad), self.m, self.v, self.alphas[j], *self.hyper)
             self.total.add_(loss.detach(), alpha=stop - start)  # float64 += float32 loss x rows: one kernel
 
     def run(self, lrs, first_step):
@@ -288,8 +307,8 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
     Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be), by a generator on the
     samples' device. callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr
-    schedule; config.quantize_epochs more epochs follow it, quantization-aware, and leave params rounded
-    as an int8 file holds them.
+    schedule; config.quantize_epochs more epochs follow it, quantization-aware, then
+    config.quantize_bias_epochs training the biases alone, and leave params rounded as an int8 file holds them.
     """
     S, n, device = len(params), points.shape[1], params.device
     epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
@@ -297,11 +316,18 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
     shuffles = [torch.Generator(device=device).manual_seed(int(seed) + s + 1) for s in range(S)]
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     history = []
-    bar = _progress_bar(config.epochs + config.quantize_epochs, progress)
-    for epoch in range(config.epochs + config.quantize_epochs):
+    aware_end = config.epochs + config.quantize_epochs
+    total = aware_end + (config.quantize_bias_epochs if config.quantize_epochs else 0)
+    bar = _progress_bar(total, progress)
+    for epoch in range(total):
         if epoch == config.epochs:
             epochs.quantization_aware()
-        if epoch >= config.epochs:
+        if epoch == aware_end:
+            params.copy_(fake_quantize(params))
+            epochs.biases_only()
+        if epoch >= aware_end:
+            lrs = [_cosine_lr(config.quantize_lr, config.lr_final, epoch - aware_end, total - aware_end)] * S
+        elif epoch >= config.epochs:
             lrs = [_cosine_lr(config.quantize_lr, config.lr_final, epoch - config.epochs, config.quantize_epochs)] * S
         elif config.schedule == "cosine":
             lrs = [_cosine_lr(config.lr, config.lr_final, epoch, config.epochs)] * S

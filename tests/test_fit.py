@@ -288,7 +288,8 @@ def test_world_queries_far_from_the_origin_keep_float32_detail():
 
 def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_path):
     """A fit with quantize_epochs ends with weights an int8 file holds exactly (the save loses nothing), and
-    its L1 loss on the training samples is below that of the same fit's float weights rounded afterwards."""
+    its L1 loss on the training samples is below that of the same fit's float weights rounded afterwards;
+    the bias-only epochs after the quantization-aware ones leave every weight where they found it."""
     import importlib
 
     from nis_fast.core.quantize import dequantize, quantize
@@ -302,7 +303,7 @@ def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_pa
     fit_module.train(plain, points[None], targets[None], config)
     history = fit_module.train(aware, points[None], targets[None],
                                FitConfig(**{**config.to_dict(), "quantize_epochs": 3}))
-    assert len(history) == 9
+    assert len(history) == 6 + 3 + 2  # the schedule, quantization-aware epochs, bias-only epochs
     assert np.array_equal(dequantize(quantize(aware[0].numpy())), aware[0].numpy())
     shape = nf.NeuralSDF(aware[0])
     shape.save(tmp_path / "q.nis", dtype="int8")
@@ -319,5 +320,13 @@ def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_pa
                                                                       "quantize_epochs": 2}))
     assert np.array_equal(dequantize(quantize(tuned[0].numpy())), tuned[0].numpy())
     assert loss(tuned[0]) < loss(rounded)
+    no_bias_epochs = plain.clone()
+    fit_module.train(no_bias_epochs, points[None], targets[None], FitConfig(**{
+        **config.to_dict(), "epochs": 0, "quantize_epochs": 2, "quantize_bias_epochs": 0}))
+    is_bias = torch.zeros(network.N_PARAMS, dtype=torch.bool)
+    for (_, fan_out), (_, b) in zip(network.LAYER_SIZES, network.OFFSETS):
+        is_bias[b:b + fan_out] = True
+    assert torch.equal(tuned[0][~is_bias], no_bias_epochs[0][~is_bias])
+    assert not torch.equal(tuned[0][is_bias], no_bias_epochs[0][is_bias])
     with pytest.raises(ValueError, match="epochs=0"):
         FitConfig(epochs=0)
