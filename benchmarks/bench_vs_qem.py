@@ -87,7 +87,8 @@ def largest_fitting(mesh: Mesh, budget: int, size_of) -> Mesh | None:
 
 
 def grid_surface(sdf: nf.MeshSDF, budget: int) -> tuple[Mesh, int] | None:
-    """Marching cubes of the largest float16 distance grid over [-1, 1]^3 that fits (2 bytes a node)."""
+    """Marching cubes of the largest float16 distance grid over [-1, 1]^3 that fits (2 bytes a node);
+    None where it is too coarse to hold any of the surface."""
     resolution = int(round((budget / 2) ** (1 / 3)))
     while resolution ** 3 * 2 > budget:
         resolution -= 1
@@ -97,6 +98,8 @@ def grid_surface(sdf: nf.MeshSDF, budget: int) -> tuple[Mesh, int] | None:
     nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     values = np.asarray(sdf.sdf(nodes), np.float32).astype(np.float16).astype(np.float32)
     vertices, faces = marching_cubes(values.reshape((resolution,) * 3), 0.0)
+    if len(faces) == 0:  # the shape is thinner than the grid's cells: no surface to compare
+        return None
     unit = vertices.astype(np.float64) * (2.0 / (resolution - 1)) - 1.0
     return Mesh(unit, faces.astype(np.int32), IDENTITY, "grid"), resolution ** 3 * 2
 
