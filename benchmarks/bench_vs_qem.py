@@ -113,8 +113,9 @@ def network_points(mesh: Mesh, config: nf.FitConfig, quantize_epochs: int, resol
     params = torch.from_numpy(glorot_uniform(seed))[None]
     fit_module.train(params, points[None], targets[None], config, seed)
     aware = params.clone()
-    fit_module.train(aware, points[None], targets[None],
-                     nf.FitConfig(**{**config.to_dict(), "epochs": 0, "quantize_epochs": quantize_epochs}), seed)
+    if quantize_epochs:  # shuffled unlike the fit's own epochs, as bench_quantize does
+        fit_module.train(aware, points[None], targets[None],
+                         nf.FitConfig(**{**config.to_dict(), "epochs": 0, "quantize_epochs": quantize_epochs}), seed + 100)
     out = []
     with tempfile.TemporaryDirectory() as folder:
         for dtype in NETWORK_DTYPES:

@@ -83,7 +83,8 @@ def _document(transform: Normalization, metadata: dict, dtype: str = "float32") 
 
 
 def _checksum(doc_text: str, tensor_bytes: bytes) -> str:
-    return "sha256:" + hashlib.sha256(doc_text.encode("utf-8") + tensor_bytes).hexdigest()
+    # surrogatepass: a hostile header's JSON can hold a lone surrogate, which plain UTF-8 refuses to encode.
+    return "sha256:" + hashlib.sha256(doc_text.encode("utf-8", "surrogatepass") + tensor_bytes).hexdigest()
 
 
 def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None, dtype="float32"):
@@ -169,11 +170,17 @@ def read_nis(path):
     transform = _check_document(doc, fail)
     arrays = {name: np.frombuffer(body[start:stop], dtype=dtype) for start, stop, name, dtype in spans}
     if kind == "int8":
-        if doc.get("version") != QUANTIZED_VERSION or doc.get("quantization") != QUANTIZATION:
+        # Compared as JSON text: 8.0 is not the scheme's 8, nor true its 1.
+        if doc.get("version") != QUANTIZED_VERSION or json.dumps(doc.get("quantization"), sort_keys=True) != \
+                json.dumps(QUANTIZATION, sort_keys=True):
             fail(f"int8 tensors with a document of version {doc.get('version')!r} and quantization "
                  f"{doc.get('quantization')!r}; expected version {QUANTIZED_VERSION} and {QUANTIZATION!r}")
         if not all(np.all(np.isfinite(arrays[k])) for k in ("weight_scales", "biases")):
             fail("scales or biases contain NaN or infinite values")
+        if not np.all(arrays["weight_scales"] > 0):
+            fail("weight scales must be positive")
+        if np.any(arrays["weights"] == -128):  # the scheme is symmetric: codes in [-127, 127]
+            fail("a weight code is -128, outside the scheme's [-127, 127]")
         params, dtype = quantize.dequantize(arrays), "int8"
     else:
         if doc.get("version") != FORMAT_VERSION or "quantization" in doc:
@@ -190,14 +197,14 @@ def read_nis(path):
 def _check_document(doc, fail) -> Normalization:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         fail(f"format is {doc.get('format') if isinstance(doc, dict) else doc!r}, expected {FORMAT_NAME!r}")
-    if doc.get("version") not in SUPPORTED_VERSIONS:
+    if type(doc.get("version")) is not int or doc.get("version") not in SUPPORTED_VERSIONS:
         fail(f"format version {doc.get('version')!r} is not supported (this nis_fast {__version__} reads "
              f"versions {list(SUPPORTED_VERSIONS)})")
     if doc.get("architecture") != architecture():
         fail(f"architecture {doc.get('architecture')!r} differs from this engine's {architecture()!r}")
     try:
         return Normalization.from_dict(doc.get("transform"))
-    except (TypeError, KeyError, ValueError) as exc:
+    except (TypeError, KeyError, ValueError, OverflowError) as exc:
         fail(f"invalid normalisation transform ({exc})")
 
 

@@ -350,6 +350,12 @@ def test_hostile_int8_files_are_refused(shape, tmp_path):
         "short": (doc, {**tensors, "weights": tensors["weights"][:-1]}, ["'weights'", "shape"]),
         "wide": (doc, {**tensors, "biases": tensors["biases"].astype(np.float32)}, ["'biases'", "F16"]),
         "mixed": (doc, {**tensors, "params": np.zeros(7553, np.float32)}, ["exactly one tensor"]),
+        "bits 8.0": ({**doc, "quantization": {**doc["quantization"], "bits": 8.0}}, tensors, ["quantization"]),
+        "version true": ({**doc, "version": True}, tensors, ["version"]),
+        "code -128": (doc, {**tensors, "weights": np.full(7296, -128, np.int8)}, ["-128"]),
+        "negative scale": (doc, {**tensors, "weight_scales": -tensors["weight_scales"]}, ["positive"]),
+        "huge scale": ({**doc, "transform": {**doc["transform"], "scale": 10**400}}, tensors, ["transform"]),
+        "huge centre": ({**doc, "transform": {**doc["transform"], "center": [10**400, 0, 0]}}, tensors, ["transform"]),
     }
     for name, (bad_doc, bad_tensors, words) in cases.items():
         _write_nis(tmp_path / f"{name}.nis", bad_doc, bad_tensors)
@@ -365,8 +371,22 @@ def test_int8_refuses_weights_it_cannot_hold(tmp_path):
     params[-1] = 1e6  # the output bias, beyond float16
     with pytest.raises(ValueError, match="int8"):
         io.save_nis(tmp_path / "x.nis", params, dtype="int8")
+    params[-1], params[0] = 0.0, 1e7  # a weight whose unit's scale (1e7 / 127) is beyond float16
+    with pytest.raises(ValueError, match="int8"):
+        io.save_nis(tmp_path / "x.nis", params, dtype="int8")
     with pytest.raises(ValueError, match="dtype"):
         io.save_nis(tmp_path / "x.nis", params, dtype="int4")
     with pytest.raises(ValueError, match="float32 weights only"):
         io.check_target(tmp_path / "x.h5", "int8")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_lone_surrogate_in_the_document_is_one_clear_error(tmp_path):
+    """A header's JSON can spell a lone UTF-16 surrogate, which UTF-8 cannot encode: still one NisFileError."""
+    body = np.zeros(7553, np.float32).tobytes()
+    header = ('{"params": {"dtype": "F32", "shape": [7553], "data_offsets": [0, %d]}, '
+              '"__metadata__": {"nis": "\\ud800", "nis_checksum": "x"}}' % len(body)).encode()
+    path = tmp_path / "surrogate.nis"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + body)
+    assert "\\ud800" in path.read_bytes().decode("latin-1")
+    _expect_error(path, "checksum")

@@ -49,10 +49,12 @@ def quantize(params, bits: int = 8) -> dict:
         weights.append(codes.to(torch.int8).reshape(-1))
         scales.append(scale.reshape(-1).half())
         biases.append(p[b:b + fan_out])
-    bias16 = torch.cat(biases).half()
+    bias16, scale16 = torch.cat(biases).half(), torch.cat(scales)
     if not bool(torch.isfinite(bias16).all()):
         raise ValueError("quantize: a bias is beyond float16's range")
-    return {"weights": torch.cat(weights).numpy(), "weight_scales": torch.cat(scales).numpy(), "biases": bias16.numpy()}
+    if not bool(torch.isfinite(scale16).all()):
+        raise ValueError(f"quantize: a weight is beyond int8 x float16's range ({qmax(bits)} x 65504)")
+    return {"weights": torch.cat(weights).numpy(), "weight_scales": scale16.numpy(), "biases": bias16.numpy()}
 
 
 def dequantize(tensors: dict) -> np.ndarray:
