@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_paper_recipe import plain_model  # noqa: E402
 from harness import SHARED, parser, report, warm_up_fit  # noqa: E402
 
 import nis_fast as nf  # noqa: E402
@@ -32,10 +33,7 @@ RECIPES = {"paper": FitConfig.paper, "fast": FitConfig.fast, "quick": FitConfig.
 
 def plain_torch_epoch_seconds(config: FitConfig, points, targets, batches: int) -> float:
     """Seconds per epoch of the loop a user would write: nn.Sequential + autograd + torch.optim.Adam."""
-    layers = []
-    for fan_in, fan_out in network.LAYER_SIZES:
-        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1], torch.nn.Tanh())
+    model = plain_model()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     b = config.batch_size
     t0 = time.perf_counter()
