@@ -99,7 +99,7 @@ def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict |
         raise ValueError("save_nis: parameters are not all finite (NaN or inf)")
     try:
         if dtype == "int8":
-            tensors = quantize.quantize(values)
+            tensors = quantize.quantize(values, bits=QUANTIZATION["bits"])
         else:
             with np.errstate(over="ignore"):  # values beyond float16's range become inf, reported just below
                 tensors = {TENSOR_NAME: values.astype(dtype)}

@@ -18,7 +18,6 @@ from .layout import LAYER_SIZES, N_PARAMS, OFFSETS
 
 N_WEIGHTS = sum(fan_in * fan_out for fan_in, fan_out in LAYER_SIZES)  # the kernels: 7296 values
 N_UNITS = sum(fan_out for _, fan_out in LAYER_SIZES)  # 257 output units: one scale and one bias each
-SCHEMES = {"int8": 8}
 
 
 def qmax(bits: int) -> int:
