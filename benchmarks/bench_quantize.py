@@ -40,6 +40,23 @@ def nis_bytes(params, dtype: str) -> int:
         return os.path.getsize(path)
 
 
+def fit_on_samples(sdf_fn, config: nf.FitConfig, seed: int):
+    """(points, targets, weights [1, 7553]) of one fit on its own importance samples (fit's training loop)."""
+    points, targets = importance_samples(sdf_fn, config.n_samples, config.pool_size, config.beta, seed,
+                                         uniform_fraction=config.uniform_fraction)
+    weights = torch.from_numpy(glorot_uniform(seed))[None]
+    fit_module.train(weights, points[None], targets[None], config, seed)
+    return points, targets, weights
+
+
+def trained_further(weights, points, targets, config: nf.FitConfig, seed: int) -> torch.Tensor:
+    """A copy of the fitted weights [7553] trained on with `config` (quantization-aware fine-tuning, or plain
+    epochs), its epochs shuffled unlike the fit's own (seed + 100)."""
+    more = weights.clone()
+    fit_module.train(more, points[None], targets[None], config, seed + 100)
+    return more[0]
+
+
 def main():
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--meshes", nargs="+", default=["spot.obj", "thingi10k_32770.stl", "fandisk.obj"])
@@ -64,16 +81,11 @@ def main():
         mesh = nf.load_mesh(SHARED / "meshes" / name, warn=False)
         sdf = nf.MeshSDF(mesh, space="unit")
         for seed in args.seeds:
-            points, targets = importance_samples(sdf.sdf, config.n_samples, config.pool_size, config.beta, seed,
-                                                 uniform_fraction=config.uniform_fraction)
-            trained = torch.from_numpy(glorot_uniform(seed))[None]
-            fit_module.train(trained, points[None], targets[None], config, seed)
+            points, targets, trained = fit_on_samples(sdf.sdf, config, seed)
             runs = {"float32": trained[0].clone(),
-                    "int8 rounded": torch.from_numpy(dequantize(quantize(trained[0].numpy())))}
-            for label, cfg in (("int8 quantization-aware", aware_config), ("float32 + control epochs", control_config)):
-                params = trained.clone()
-                fit_module.train(params, points[None], targets[None], cfg, seed + 100)
-                runs[label] = params[0]
+                    "int8 rounded": torch.from_numpy(dequantize(quantize(trained[0].numpy()))),
+                    "int8 quantization-aware": trained_further(trained, points, targets, aware_config, seed),
+                    "float32 + control epochs": trained_further(trained, points, targets, control_config, seed)}
             for label, params in runs.items():
                 chamfer, hausdorff = metrics.chamfer_hausdorff(nf.NeuralSDF(params, mesh.transform), mesh,
                                                                n=200_000, resolution=args.resolution)

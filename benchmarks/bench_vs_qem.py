@@ -17,23 +17,21 @@ median (--plot), and says at which budgets the network beats each peer.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 
 import numpy as np
 import torch
 
+from bench_quantize import fit_on_samples, trained_further
 from harness import SHARED, parser, report
 
 import nis_fast as nf
-from nis_fast.core.layout import glorot_uniform
 from nis_fast.core.normalization import IDENTITY
 from nis_fast.decode import marching_cubes
 from nis_fast.mesh import Mesh
 from nis_fast.metrics import shape_mesh_unit, surface_distance
 
-fit_module = importlib.import_module("nis_fast.fit")
 BUDGETS = [4_000, 8_000, 15_000, 30_000, 60_000]
 DRACO_BITS = (11, 14)
 NETWORK_DTYPES = ("float32", "float16", "int8")
@@ -108,18 +106,15 @@ def network_points(mesh: Mesh, config: nf.FitConfig, quantize_epochs: int, resol
     """[(dtype, file bytes, surface in the unit frame)] of one fit stored each way; int8 from the same fit
     after quantization-aware epochs."""
     sdf = nf.MeshSDF(mesh, space="unit")
-    points, targets = nf.sampling.importance_samples(sdf.sdf, config.n_samples, config.pool_size, config.beta,
-                                                     seed, uniform_fraction=config.uniform_fraction)
-    params = torch.from_numpy(glorot_uniform(seed))[None]
-    fit_module.train(params, points[None], targets[None], config, seed)
-    aware = params.clone()
-    if quantize_epochs:  # shuffled unlike the fit's own epochs, as bench_quantize does
-        fit_module.train(aware, points[None], targets[None],
-                         nf.FitConfig(**{**config.to_dict(), "epochs": 0, "quantize_epochs": quantize_epochs}), seed + 100)
+    points, targets, params = fit_on_samples(sdf.sdf, config, seed)
+    aware = params[0]
+    if quantize_epochs:
+        aware = trained_further(params, points, targets, nf.FitConfig(**{
+            **config.to_dict(), "epochs": 0, "quantize_epochs": quantize_epochs}), seed)
     out = []
     with tempfile.TemporaryDirectory() as folder:
         for dtype in NETWORK_DTYPES:
-            shape = nf.NeuralSDF((aware if dtype == "int8" else params)[0], mesh.transform)
+            shape = nf.NeuralSDF(aware if dtype == "int8" else params[0], mesh.transform)
             path = os.path.join(folder, f"shape_{dtype}.nis")
             shape.save(path, dtype=dtype)
             vertices, faces = shape_mesh_unit(nf.load(path), resolution)
