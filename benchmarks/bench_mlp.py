@@ -5,6 +5,10 @@ Three workloads: forward (points -> sdf), forward+backward (mean L1 loss and its
 and a full training step (forward+backward+Adam), at batch 2048 (the paper's) and larger; plus S
 networks trained at once (params [S, 7553]) against eager torch doing the same with batched matmuls.
 
+The CPU rows race the native CPU training step (csrc/cpu/train.cpp: forward, loss, backward and Adam in
+one call) against the two PyTorch paths a CPU fit could take, TorchLossGrad + adam_step_torch (the
+reference path of nis_fast.fit) and eager autograd + torch.optim.Adam, at 1 and 2 threads each.
+
 Next to each figure: the ceiling implied by counting on an H100 (flops per sample / peak flops,
 bytes per sample / 3.35 TB/s). On a machine without CUDA only the eager PyTorch path is timed, and the
 output says so: interpreted Triton (TRITON_INTERPRET=1) is a correctness tool, not a benchmark.
@@ -17,7 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import parser, report, timeit  # noqa: E402
 
+from nis_fast.core.adam import adam_step_size  # noqa: E402
 from nis_fast.core.layout import LAYER_SIZES, N_PARAMS, OFFSETS, glorot_uniform, unflatten  # noqa: E402
+from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch, loss_grad_cpu, train_step_cpu  # noqa: E402
 
 # Counting (per sample): a Dense layer fan_in -> fan_out costs 2 * fan_in * fan_out flops forward;
 # backward costs twice that (input gradient + weight gradient). Bytes: 12 in (xyz) + 4 out (sdf or target).
@@ -106,6 +112,56 @@ def triton_fns(params, x, target, precision, reduce="partials"):
             "train step": train_step}
 
 
+def cpu_fns(params, x, target, threads):
+    """The CPU training paths at `threads` threads: native, TorchLossGrad + adam_step_torch, eager autograd."""
+    p, m, v = params.clone(), torch.zeros_like(params), torch.zeros_like(params)
+    state = {"step": 0}
+    manual = TorchLossGrad(len(x), "cpu")
+
+    def native_step():
+        state["step"] += 1
+        train_step_cpu(p, m, v, x, target, alpha=adam_step_size(1e-3, state["step"], 0.9, 0.999), beta1=0.9,
+                       beta2=0.999, eps=1e-7, threads=threads)
+
+    def manual_step():
+        state["step"] += 1
+        _, grad = manual(p, x, target)
+        adam_step_torch(p, grad, m, v, state["step"], 1e-3, 0.9, 0.999, 1e-7)
+
+    eager = torch_step_fns(sequential(params), x, target, compiled=False)
+    return [(f"native, {threads} thr", {"fwd+bwd": lambda: loss_grad_cpu(p, x, target, threads=threads),
+                                         "train step": native_step}),
+            (f"TorchLossGrad, {threads} thr", {"fwd+bwd": lambda: manual(p, x, target), "train step": manual_step}),
+            (f"torch eager, {threads} thr", {k: eager[k] for k in ("fwd+bwd", "train step")})]
+
+
+def cpu_rows(batches, thread_counts, repeats):
+    """Training-step rows on the CPU; vs_eager is against TorchLossGrad at one thread (fit's old path)."""
+    params = torch.from_numpy(glorot_uniform(0))
+    rows = []
+    before = torch.get_num_threads()
+    for batch in batches:
+        x = torch.rand(batch, 3) * 2 - 1
+        target = x.norm(dim=1) - 0.5
+        for op in ("fwd+bwd", "train step"):
+            base = None
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                for impl, fns in cpu_fns(params, x, target, threads):
+                    t = timeit(fns[op], warmup=3, repeats=repeats)
+                    if impl.startswith("TorchLossGrad") and threads == thread_counts[0]:
+                        base = t["p50"]
+                    rows.append({**row(op, "cpu " + impl, "fp32", batch, 1, t, None),
+                                 "h100_flop_ceiling": None, "h100_byte_ceiling": None})
+                    print(f"{op:10s} cpu {impl:22s} batch {batch:6d}: {rows[-1]['samples_per_s']:.3g} samples/s",
+                          flush=True)
+            for r in rows:
+                if r["op"] == op and r["batch"] == batch and r["impl"].startswith("cpu"):
+                    r["vs_eager"] = base / r["p50_ms"] * 1e3
+    torch.set_num_threads(before)
+    return rows
+
+
 def row(op, impl, precision, batch, shapes, timing, eager_p50=None):
     samples = batch * shapes
     flops = FWD_FLOPS if op == "forward" else TRAIN_FLOPS
@@ -123,6 +179,8 @@ def main():
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compile takes a while)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a busy CPU, 2 threads "
                     "spinning against other processes can be far slower than 1")
+    ap.add_argument("--cpu-batches", default="2048,16384", help="batch sizes of the CPU training-step rows")
+    ap.add_argument("--cpu-threads", default="1,2", help="thread counts of the CPU training-step rows")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -166,6 +224,10 @@ def main():
                 rows.append(row(op, impl, prec, batch, 1, t, eager_p50))
                 print(f"{op:10s} {impl:13s} {prec:4s} batch {batch:8d}: {rows[-1]['samples_per_s']:.3g} samples/s",
                       flush=True)
+    cpu_batches = [int(b) for b in args.cpu_batches.split(",")][:1 if args.quick else None]
+    rows += cpu_rows(cpu_batches, [int(t) for t in args.cpu_threads.split(",")], repeats)
+    notes.append("cpu rows: vs_eager is the speed-up over TorchLossGrad + adam_step_torch at the first thread count "
+                 "(the PyTorch path of a CPU fit)")
     # S networks at once: one launch over a [S, 7553] stack against batched eager torch
     batch = 2048 if (args.quick or not cuda) else 65536
     S = args.shapes

@@ -7,6 +7,7 @@ namespace py = pybind11;
 void bind_core(py::module_& m);
 void bind_mesh(py::module_& m);
 void bind_decode(py::module_& m);
+void bind_train(py::module_& m);
 }  // namespace nis
 
 PYBIND11_MODULE(_C, m) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_C, m) {
     nis::bind_core(m);
     nis::bind_mesh(m);
     nis::bind_decode(m);
+    nis::bind_train(m);
 }

@@ -183,7 +183,7 @@ def cmd_demo(args) -> int:
           f"watertight={mesh.report['watertight']}")
     config = getattr(FitConfig, args.recipe)()
     print(f"fit       recipe '{args.recipe}': {config.n_samples:,} samples from a {config.pool_size:,}-point pool, "
-          f"{config.epochs} epochs, on {training_backend(args.device or default_device())}")
+          f"{config.epochs} epochs, on {training_backend(args.device or default_device(), config.trainer)}")
     t0 = time.perf_counter()
     shape = fit(mesh, config=config, device=args.device, seed=0)
     t_fit = time.perf_counter() - t0

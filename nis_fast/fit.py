@@ -6,11 +6,13 @@ into the step size, eps 1e-7), one shuffle per epoch, a last partial batch, and
 ReduceLROnPlateau monitoring the epoch's mean training loss (Keras' `loss`,
 min_delta 1e-4, cooldown 0, min_lr 0).
 
-Training backends, chosen once per fit:
-- CUDA with nis_fast.kernels importable: the fused Triton loss+gradient and Adam kernels,
-  each epoch's steps replayed from a CUDA graph (FitConfig.cuda_graphs);
-- otherwise (CPU, or CUDA without the kernels): `nis_fast.ops.mlp.TorchLossGrad`, a
-  compact manual forward/backward into preallocated buffers, and `adam_step_torch`.
+Training backends, chosen once per fit (`training_backend`):
+- "triton", on CUDA with nis_fast.kernels importable: the fused Triton loss+gradient and Adam
+  kernels, each epoch's steps replayed from a CUDA graph (FitConfig.cuda_graphs);
+- "native", on the CPU: one call of csrc/cpu/train.cpp a step (forward, loss, backward, Adam);
+- "torch", with FitConfig(trainer="torch") or on CUDA without the kernels: the reference path,
+  `nis_fast.ops.mlp.TorchLossGrad` (a manual forward/backward into preallocated buffers) and
+  `adam_step_torch`.
 """
 from __future__ import annotations
 
@@ -33,9 +35,12 @@ from .core.quantize import fake_quantize
 from .mesh import Mesh, load_mesh
 from .mesh_sdf import MeshSDF
 from .model import NeuralSDF
-from .ops.mlp import TorchLossGrad, adam_step_torch
+from .ops.mlp import TorchLossGrad, adam_step_torch, train_step_cpu
 from .ops.native import cuda_available
 from .sampling import importance_samples
+
+
+TRAINERS = ("auto", "torch")
 
 
 @dataclass
@@ -59,7 +64,8 @@ class FitConfig:
     adam_eps: float = 1e-7
     precision: str = "float32"  # matmul operands: float32 | tf32x3 | tf32 | float16 | bfloat16 (all but float32:
     #                             the fused kernels on CUDA only; float32 runs as tf32x3 there: training_kernel_precision)
-    threads: int | None = None  # torch CPU threads during a CPU fit; None: 1 (see _torch_threads)
+    threads: int | None = None  # CPU threads of a CPU fit; None: all of OpenMP's (native), 1 (torch: _torch_threads)
+    trainer: str = "auto"  # "auto": the fastest training path on the device (training_backend) | "torch"
     cuda_graphs: bool = True  # fused-kernel fits on CUDA replay each epoch's steps as one CUDA graph (_KernelEpochs)
     # Quantization-aware fine-tuning for int8 files: after the schedule, quantize_epochs epochs with the
     # weights rounded as an int8 file stores them (core.quantize.fake_quantize, straight-through gradient),
@@ -83,6 +89,8 @@ class FitConfig:
             bad.append(f"schedule={self.schedule!r} (expected 'plateau' or 'cosine')")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             bad.append(f"threads={self.threads!r} (expected None or an int >= 1)")
+        if self.trainer not in TRAINERS:
+            bad.append(f"trainer={self.trainer!r} (expected one of {', '.join(TRAINERS)})")
         if not (quantize_ok and self.quantize_lr > 0):
             bad.append(f"quantize_epochs={self.quantize_epochs!r}, quantize_bias_epochs={self.quantize_bias_epochs!r}, "
                        f"quantize_lr={self.quantize_lr!r} (expected ints >= 0 and a positive lr)")
@@ -123,14 +131,20 @@ class FitConfig:
 # --- training steps -------------------------------------------------------------------
 
 def _check_precision(device, config: FitConfig) -> None:
-    if config.precision != "float32" and training_backend(device) != "triton":
+    backend = training_backend(device, config.trainer)
+    if config.precision != "float32" and backend != "triton":
         raise ValueError(f"FitConfig.precision={config.precision!r} needs the fused kernels on a CUDA device; "
-                         f"training on {device} runs the PyTorch path in float32")
+                         f"training on {device} runs the {backend} path in float32")
 
 
-def training_backend(device) -> str:
-    """Which training path fit() takes on `device`: 'triton' (fused kernels) or 'torch'."""
-    return "triton" if torch.device(device).type == "cuda" and _fused_kernels() else "torch"
+def training_backend(device, trainer: str = "auto") -> str:
+    """Which training path fit() takes on `device` with FitConfig.trainer: 'triton' (the fused kernels on
+    CUDA), 'native' (the CPU training step) or 'torch' (the reference path)."""
+    if trainer == "torch":
+        return "torch"
+    if torch.device(device).type == "cpu":
+        return "native"
+    return "triton" if _fused_kernels() else "torch"
 
 
 def _fused_kernels():
@@ -226,6 +240,28 @@ class _TorchEpochs(_Epochs):
         return self.total
 
 
+class _NativeEpochs(_Epochs):
+    """The CPU training step of csrc/cpu/train.cpp, one shape: each step one native call."""
+
+    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
+        if len(params) != 1:
+            raise ValueError("the CPU training path fits one shape at a time")
+        super().__init__(params, epoch_x, epoch_t, config)
+        self.threads = config.threads or 0
+
+    def run(self, lrs, first_step):
+        beta1, beta2, eps = self.hyper
+        total = 0.0
+        for j, (start, stop) in enumerate(self.batches):
+            total += train_step_cpu(self.params[0], self.m[0], self.v[0], self.epoch_x[0, start:stop],
+                                    self.epoch_t[0, start:stop], alpha=adam_step_size(lrs[0], first_step + j + 1,
+                                                                                      beta1, beta2),
+                                    beta1=beta1, beta2=beta2, eps=eps, loss_params=self.weights_for_the_loss()[0],
+                                    update_mask=self.update_mask, threads=self.threads)
+        self.total.fill_(total)
+        return self.total
+
+
 class _KernelEpochs(_Epochs):
     """The fused kernels, S shapes in each launch. Each step's Adam step size (one per shape) is read from
     a table the host fills once an epoch, so an epoch is the same launches every time: with
@@ -295,9 +331,11 @@ class _KernelEpochs(_Epochs):
 
 
 def _epochs(params, epoch_x, epoch_t, config: FitConfig) -> _Epochs:
-    kernels = _fused_kernels() if params.device.type == "cuda" else None
-    if kernels:
-        return _KernelEpochs(params, epoch_x, epoch_t, config, kernels)
+    backend = training_backend(params.device, config.trainer)
+    if backend == "triton":
+        return _KernelEpochs(params, epoch_x, epoch_t, config, _fused_kernels())
+    if backend == "native":
+        return _NativeEpochs(params, epoch_x, epoch_t, config)
     return _TorchEpochs(params, epoch_x, epoch_t, config)
 
 
@@ -423,7 +461,7 @@ def _samples(mesh, config, device, seed):
 
 
 def _neural_sdf(params, transform, source, config, device, seed, final_loss, seconds) -> NeuralSDF:
-    backend = training_backend(device)
+    backend = training_backend(device, config.trainer)
     recipe = {**config.to_dict(), "seed": seed, "device": str(device), "backend": backend,
               "kernel_precision": training_kernel_precision(config.precision, device) if backend == "triton" else None,
               "torch_threads": torch.get_num_threads(),

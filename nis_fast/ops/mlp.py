@@ -9,7 +9,10 @@
 - `TorchLossGrad`: the mean L1 loss and its gradient w.r.t. the flat parameters, by a manual backward
   (the CPU training step). Twin: `_mlp_loss_and_grad`. Test: tests/test_mlp.py.
 - `adam_step_torch`: Keras' Adam on flat tensors. Twin: `_adam_step_`.
-The fused Triton versions of the last three live in nis_fast.kernels (one launch per step on a GPU).
+- `loss_grad_cpu`, `train_step_cpu`: the CPU training step, forward, loss, backward and Adam in one
+  native call (csrc/cpu/train.cpp). Twins: `_mlp_loss_and_grad` and `TorchLossGrad` + `adam_step_torch`.
+  Test: tests/test_train_cpu.py.
+The fused Triton versions of the training step live in nis_fast.kernels (one launch per step on a GPU).
 """
 from __future__ import annotations
 
@@ -128,3 +131,47 @@ def adam_step_torch(params, grad, m, v, step: int, lr: float, beta1: float, beta
     m.mul_(beta1).add_(grad, alpha=1 - beta1)
     v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     params.addcdiv_(m, v.sqrt().add_(eps), value=-adam_step_size(lr, step, beta1, beta2))
+
+
+def _cpu_float32(name: str, t, shape: tuple):
+    """t itself when it is a contiguous float32 CPU tensor of `shape`; else a clear error."""
+    if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.dtype != torch.float32:
+        raise TypeError(f"nis_fast: the CPU training step needs {name} as a float32 CPU tensor, got "
+                        f"{type(t).__name__}{'' if not isinstance(t, torch.Tensor) else f' {t.dtype} on {t.device}'}")
+    if tuple(t.shape) != shape or not t.is_contiguous():
+        raise ValueError(f"nis_fast: the CPU training step needs {name} contiguous with shape {shape}, "
+                         f"got {tuple(t.shape)}{'' if t.is_contiguous() else ' (not contiguous)'}")
+    return t
+
+
+def _batch(x, target):
+    n = len(x)
+    if n == 0:
+        raise ValueError("nis_fast: a training batch needs at least one row")
+    return _cpu_float32("x", x, (n, 3)), _cpu_float32("target", target, (n,)), n
+
+
+def loss_grad_cpu(params, x, target, threads: int = 0):
+    """(mean |f(x) - target|, its gradient w.r.t. the flat params [7553]) for x [n, 3], target [n], natively.
+
+    The answer is the same for any `threads` (0: OpenMP's default)."""
+    x, target, n = _batch(x, target)
+    grad = torch.empty(N_PARAMS, dtype=torch.float32)
+    total = native.mlp_loss_grad(data_ptr(_cpu_float32("params", params, (N_PARAMS,))), data_ptr(x),
+                                 data_ptr(target), n, data_ptr(grad), int(threads))
+    return total / n, grad
+
+
+def train_step_cpu(params, m, v, x, target, *, alpha: float, beta1: float, beta2: float, eps: float,
+                   loss_params=None, update_mask=None, threads: int = 0) -> float:
+    """One native training step, in place on params, m, v [7553]; returns the batch's summed |error|.
+
+    The loss and its gradient are taken at loss_params (default params), Adam (step size alpha, as
+    `adam_step_size` gives it) moves params with the gradient times update_mask (default ones)."""
+    x, target, n = _batch(x, target)
+    flat = [_cpu_float32(name, t, (N_PARAMS,)) for name, t in (("params", params), ("m", m), ("v", v))]
+    loss_at = flat[0] if loss_params is None else _cpu_float32("loss_params", loss_params, (N_PARAMS,))
+    mask = 0 if update_mask is None else data_ptr(_cpu_float32("update_mask", update_mask, (N_PARAMS,)))
+    return native.mlp_train_step(data_ptr(loss_at), *(data_ptr(t) for t in flat), mask, data_ptr(x),
+                                 data_ptr(target), n, float(alpha), float(beta1), float(beta2), float(eps),
+                                 int(threads))
