@@ -4,8 +4,9 @@ For each mesh with released weights (thingi10k 32770, 37825, 70375): fit it here
 (--recipe paper|fast|quick), then report for ours and for the paper's file the paper's three
 metrics (nis_fast.metrics: mean |f| at 100k surface points, L1 on a 128^3 grid, L1 on 100k fresh
 importance samples; unit frame, lower is better) and our fit's wall time (sampling + training).
-A second table times one epoch of our training loop against the loop a user would write in plain
-PyTorch (nn.Sequential, autograd, torch.optim.Adam) at the recipe's batch size.
+A second table times one epoch of our training loops (the native CPU step that fit runs, and the
+PyTorch reference path) against the loop a user would write in plain PyTorch (nn.Sequential,
+autograd, torch.optim.Adam) at the recipe's batch size.
 
     python benchmarks/bench_fit_accuracy.py --recipe fast [--threads 1] [--meshes 32770 70375]
 """
@@ -25,7 +26,8 @@ import nis_fast as nf  # noqa: E402
 from nis_fast import metrics  # noqa: E402
 from nis_fast.core import layout as network  # noqa: E402
 from nis_fast.fit import FitConfig, default_device  # noqa: E402
-from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch  # noqa: E402
+from nis_fast.core.adam import adam_step_size  # noqa: E402
+from nis_fast.ops.mlp import TorchLossGrad, adam_step_torch, train_step_cpu  # noqa: E402
 
 MESH_IDS = ["32770", "37825", "70375"]
 RECIPES = {"paper": FitConfig.paper, "fast": FitConfig.fast, "quick": FitConfig.quick}
@@ -46,14 +48,21 @@ def plain_torch_epoch_seconds(config: FitConfig, points, targets, batches: int) 
     return (time.perf_counter() - t0) / batches * (len(points) / b)
 
 
-def ours_epoch_seconds(config: FitConfig, points, targets, batches: int) -> float:
+def ours_epoch_seconds(config: FitConfig, points, targets, batches: int, trainer: str) -> float:
+    """Seconds per epoch of fit's CPU loop: trainer "native" (csrc/cpu/train.cpp) or "torch" (TorchLossGrad)."""
     params = torch.from_numpy(network.glorot_uniform(0))
     step = TorchLossGrad(config.batch_size, "cpu")
     m, v, b = torch.zeros_like(params), torch.zeros_like(params), config.batch_size
+    hyper = config.adam_beta1, config.adam_beta2, config.adam_eps
     t0 = time.perf_counter()
     for i in range(batches):
-        loss, grad = step(params, points[i * b:(i + 1) * b], targets[i * b:(i + 1) * b])
-        adam_step_torch(params, grad, m, v, i + 1, config.lr, config.adam_beta1, config.adam_beta2, config.adam_eps)
+        xb, tb = points[i * b:(i + 1) * b], targets[i * b:(i + 1) * b]
+        if trainer == "native":
+            train_step_cpu(params, m, v, xb, tb, alpha=adam_step_size(config.lr, i + 1, *hyper[:2]), beta1=hyper[0],
+                           beta2=hyper[1], eps=hyper[2], threads=config.threads or 0)
+        else:
+            loss, grad = step(params, xb, tb)
+            adam_step_torch(params, grad, m, v, i + 1, config.lr, *hyper)
     return (time.perf_counter() - t0) / batches * (len(points) / b)
 
 
@@ -61,7 +70,8 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="default: fast (quick with --quick)")
     p.add_argument("--meshes", nargs="+", default=MESH_IDS)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for CPU fits (default: fit's, 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of CPU fits (default: fit's, all cores); "
+                   "the PyTorch loops of the timing table run at this many torch threads (default 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = p.parse_args()
     recipe = args.recipe or ("quick" if args.quick else "fast")
@@ -99,12 +109,15 @@ def main():
         threads_before = torch.get_num_threads()
         torch.set_num_threads(args.threads or 1)
         plain = plain_torch_epoch_seconds(config, points, targets, batches)
-        ours_s = ours_epoch_seconds(config, points, targets, batches)
+        torch_s = ours_epoch_seconds(config, points, targets, batches, "torch")
         torch.set_num_threads(threads_before)
+        native_s = ours_epoch_seconds(config, points, targets, batches, "native")
         scale = config.n_samples / n
         timing_rows = [{"loop": "plain PyTorch (nn.Sequential + autograd + optim.Adam)", "epoch_s": plain * scale},
-                       {"loop": "nis_fast TorchLossGrad + Keras Adam", "epoch_s": ours_s * scale,
-                        "speedup": plain / ours_s}]
+                       {"loop": "nis_fast TorchLossGrad + Keras Adam (trainer='torch')", "epoch_s": torch_s * scale,
+                        "speedup": plain / torch_s},
+                       {"loop": f"nis_fast native CPU step ({args.threads or 'all'} threads)",
+                        "epoch_s": native_s * scale, "speedup": plain / native_s}]
     notes = [f"recipe {recipe}: {config.to_dict()}",
              "metrics in the unit frame (mesh normalised as load_mesh does, as the paper did); lower is better",
              "fit_s includes the SDF of the whole pool (sampling_s; mesh_setup_s of it: hashing, BVH build and upload) "

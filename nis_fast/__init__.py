@@ -5,6 +5,7 @@ mesh's signed distance function (Davies, Nowrouzezahrai & Jacobson, 2020), and
 fast decoders turn it back into distances, meshes and images.
 """
 from . import io, metrics, sampling
+from .collection import fit_collection
 from .core import __version__
 from .export import export
 from .fit import FitConfig, fit, fit_many
@@ -13,4 +14,4 @@ from .mesh_sdf import MeshSDF
 from .model import NeuralSDF, load
 from .ops.native import backend_info
 __all__ = ["backend_info", "export", "load_mesh", "Mesh", "MeshError", "MeshSDF", "NeuralSDF", "load", "FitConfig",
-           "fit", "fit_many", "io", "metrics", "sampling", "__version__"]
+           "fit", "fit_many", "fit_collection", "io", "metrics", "sampling", "__version__"]

@@ -11,12 +11,12 @@ from importlib import resources
 
 import numpy as np
 
-from . import io, metrics
+from . import collection, io, metrics
 from .core.files import atomic_write
 from .decode import save_png
 from .export import export
-from .fit import FitConfig, default_device, fit, fit_many, training_backend
-from .mesh import load_mesh
+from .fit import FitConfig, default_device, fit, training_backend
+from .mesh import MESH_SUFFIXES, load_mesh
 from .mesh_sdf import MeshSDF
 from .model import load
 from .ops.native import backend_info
@@ -113,18 +113,25 @@ def cmd_fit(args) -> int:
 
 
 def cmd_fit_many(args) -> int:
-    outputs = [os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".nis") for path in args.meshes]
-    if len(set(outputs)) != len(outputs):
-        raise ValueError("two meshes share a file name, so their .nis files would overwrite each other: "
-                         + ", ".join(sorted({o for o in outputs if outputs.count(o) > 1})))
-    os.makedirs(args.out, exist_ok=True)
+    """Exit status 0 when every input is fitted (or up to date), 1 when any failed (each one line on
+    stderr), 2 for usage errors (main)."""
+    if args.summary:
+        if args.inputs or args.out:
+            raise ValueError("--summary OUT takes no inputs and no -o")
+        _print_json(collection.summary(args.summary))
+        return 0
+    if not args.inputs or not args.out:
+        raise ValueError("fit-many needs inputs (mesh files, folders or @list.txt) and -o OUT")
     t0 = time.perf_counter()
-    shapes = fit_many(args.meshes, config=_config(args), device=args.device, seed=args.seed)
-    for path, out, shape in zip(args.meshes, outputs, shapes):
-        shape.save(out, dtype=_weights_dtype(args))
-        print(f"{path} -> {out}")
-    print(f"fitted {len(shapes)} shapes in {time.perf_counter() - t0:.1f} s")
-    return 0
+    rows = list(collection.fit_collection(args.inputs, args.out, _config(args), dtype=_weights_dtype(args),
+                                          device=args.device, seed=args.seed, evaluate=not args.no_metrics,
+                                          stack=args.stack, progress=False if args.quiet else None))
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+    if not args.quiet:
+        print(f"fit-many: {len(rows)} inputs in {time.perf_counter() - t0:.1f} s: {counts['ok']} fitted, "
+              f"{counts['skipped']} up to date, {counts['failed']} failed; manifest "
+              f"{os.path.join(args.out, collection.MANIFEST)}")
+    return 1 if counts["failed"] else 0
 
 
 def cmd_convert(args) -> int:
@@ -257,9 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output .nis or .h5")
     _fit_options(p)
 
-    p = command("fit-many", cmd_fit_many, "fit several meshes together (batched on a GPU)")
-    p.add_argument("meshes", nargs="+")
-    p.add_argument("-o", "--out", required=True, help="output folder (one .nis per mesh)")
+    p = command("fit-many", cmd_fit_many, "fit a collection: mesh files, folders, @lists; resumable, with a manifest",
+                "Fit every mesh named by the inputs (files; folders, searched recursively for "
+                f"{', '.join(MESH_SUFFIXES)}; @list.txt, one input a line) into OUT/<relative path>.nis, writing "
+                "OUT/manifest.csv as it goes. Run again, it skips inputs whose output is up to date (same source "
+                "file, same recipe). An input that fails is recorded and the run goes on. Exit status: 0 all "
+                "fitted, 1 some failed, 2 usage error. On a GPU, shapes train in stacks (--stack).")
+    p.add_argument("inputs", nargs="*", help="mesh files, folders or @list.txt")
+    p.add_argument("-o", "--out", help="output folder")
+    p.add_argument("--summary", metavar="OUT", help="print the totals of OUT/manifest.csv and exit")
+    p.add_argument("--stack", type=int, help="shapes trained together on a GPU (default 8 on CUDA, 1 on a CPU)")
+    p.add_argument("--no-metrics", action="store_true", help="leave the manifest's accuracy columns empty "
+                   "(they cost about one more fit's sampling per shape)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no closing line (failures still go "
+                   "to stderr)")
     _fit_options(p)
 
     p = command("convert", cmd_convert, "convert between .nis and the paper's Keras .h5")

@@ -36,7 +36,7 @@ from .mesh import Mesh, load_mesh
 from .mesh_sdf import MeshSDF
 from .model import NeuralSDF
 from .ops.mlp import TorchLossGrad, adam_step_torch, train_step_cpu
-from .ops.native import cuda_available
+from .ops.native import DEFAULT_CPU_THREADS, cuda_available
 from .sampling import importance_samples
 
 
@@ -182,19 +182,27 @@ def _cosine_lr(lr: float, lr_final: float, epoch: int, epochs: int) -> float:
 
 
 class _Epochs:
-    """The steps of one epoch over the shuffled samples in epoch_x [S, n, 3] / epoch_t [S, n], updating
-    params [S, 7553] (and the Adam moments m, v) in place: run(lrs, first_step) -> each shape's summed
-    |error| over the epoch, as a device tensor [S] (float64)."""
+    """The steps of one epoch over the samples points [S, n, 3] / targets [S, n] in the order `shuffle` set,
+    updating params [S, 7553] (and the Adam moments m, v) in place: run(lrs, first_step) -> each shape's
+    summed |error| over the epoch, as a device tensor [S] (float64)."""
 
-    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
-        self.params, self.epoch_x, self.epoch_t = params, epoch_x, epoch_t
+    def __init__(self, params, points, targets, config: FitConfig):
+        self.params, self.points, self.targets = params, points, targets
+        self.epoch_x = self.epoch_t = None  # the shuffled copies, made by the first shuffle
         self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
-        n, b = epoch_x.shape[1], config.batch_size
+        n, b = points.shape[1], config.batch_size
         self.batches = [(start, min(start + b, n)) for start in range(0, n, b)]  # Keras keeps the last partial one
         self.hyper = (config.adam_beta1, config.adam_beta2, config.adam_eps)
         self.total = torch.zeros(len(params), dtype=torch.float64, device=params.device)
         self.rounded = None  # once quantization-aware: the weights as an int8 file holds them, what the loss sees
         self.update_mask = None  # once biases only: 1 on the biases, 0 on the weights
+
+    def shuffle(self, s: int, order) -> None:
+        """Shape s's samples in the order of this epoch: copied into epoch_x / epoch_t, which the steps read."""
+        if self.epoch_x is None:
+            self.epoch_x, self.epoch_t = torch.empty_like(self.points), torch.empty_like(self.targets)
+        torch.index_select(self.points[s], 0, order, out=self.epoch_x[s])
+        torch.index_select(self.targets[s], 0, order, out=self.epoch_t[s])
 
     def quantization_aware(self):
         """From now on the loss and its gradient are taken at the int8-rounded weights, and Adam updates the
@@ -223,10 +231,10 @@ class _Epochs:
 class _TorchEpochs(_Epochs):
     """TorchLossGrad and adam_step_torch, one shape."""
 
-    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
+    def __init__(self, params, points, targets, config: FitConfig):
         if len(params) != 1:
             raise ValueError("the PyTorch training path fits one shape at a time")
-        super().__init__(params, epoch_x, epoch_t, config)
+        super().__init__(params, points, targets, config)
         self.loss_and_grad = TorchLossGrad(config.batch_size, params.device)
 
     def run(self, lrs, first_step):
@@ -241,21 +249,26 @@ class _TorchEpochs(_Epochs):
 
 
 class _NativeEpochs(_Epochs):
-    """The CPU training step of csrc/cpu/train.cpp, one shape: each step one native call."""
+    """The CPU training step of csrc/cpu/train.cpp, one shape: each step one native call, which reads its
+    batch through the epoch's order (no shuffled copy of the samples)."""
 
-    def __init__(self, params, epoch_x, epoch_t, config: FitConfig):
+    def __init__(self, params, points, targets, config: FitConfig):
         if len(params) != 1:
             raise ValueError("the CPU training path fits one shape at a time")
-        super().__init__(params, epoch_x, epoch_t, config)
-        self.threads = config.threads or 0
+        super().__init__(params, points, targets, config)
+        self.threads = config.threads or DEFAULT_CPU_THREADS
+        self.order = None
+
+    def shuffle(self, s: int, order) -> None:
+        self.order = order
 
     def run(self, lrs, first_step):
         beta1, beta2, eps = self.hyper
         total = 0.0
         for j, (start, stop) in enumerate(self.batches):
-            total += train_step_cpu(self.params[0], self.m[0], self.v[0], self.epoch_x[0, start:stop],
-                                    self.epoch_t[0, start:stop], alpha=adam_step_size(lrs[0], first_step + j + 1,
-                                                                                      beta1, beta2),
+            total += train_step_cpu(self.params[0], self.m[0], self.v[0], self.points[0], self.targets[0],
+                                    rows=self.order[start:stop],
+                                    alpha=adam_step_size(lrs[0], first_step + j + 1, beta1, beta2),
                                     beta1=beta1, beta2=beta2, eps=eps, loss_params=self.weights_for_the_loss()[0],
                                     update_mask=self.update_mask, threads=self.threads)
         self.total.fill_(total)
@@ -269,8 +282,8 @@ class _KernelEpochs(_Epochs):
     the kernels) and replayed from then on, which takes the host out of the steps: at the paper's batch
     a launch from Python costs about as much as the kernels' own GPU time (benchmarks/RESULTS.md)."""
 
-    def __init__(self, params, epoch_x, epoch_t, config: FitConfig, kernels):
-        super().__init__(params, epoch_x, epoch_t, config)
+    def __init__(self, params, points, targets, config: FitConfig, kernels):
+        super().__init__(params, points, targets, config)
         loss_and_grad, self.adam_update = kernels
         precision = training_kernel_precision(config.precision, params.device)
         self.loss_and_grad = lambda p, x, t: loss_and_grad(p, x, t, precision=precision)
@@ -330,28 +343,35 @@ class _KernelEpochs(_Epochs):
             torch.cuda.set_stream(caller)
 
 
-def _epochs(params, epoch_x, epoch_t, config: FitConfig) -> _Epochs:
+def _epochs(params, points, targets, config: FitConfig) -> _Epochs:
     backend = training_backend(params.device, config.trainer)
     if backend == "triton":
-        return _KernelEpochs(params, epoch_x, epoch_t, config, _fused_kernels())
+        return _KernelEpochs(params, points, targets, config, _fused_kernels())
     if backend == "native":
-        return _NativeEpochs(params, epoch_x, epoch_t, config)
-    return _TorchEpochs(params, epoch_x, epoch_t, config)
+        return _NativeEpochs(params, points, targets, config)
+    return _TorchEpochs(params, points, targets, config)
+
+
+def _seeds(seed, count: int) -> list[int]:
+    """Each shape's seed: seed + i for an int, else the list given (one per shape)."""
+    seeds = [int(seed) + i for i in range(count)] if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != count:
+        raise ValueError(f"{len(seeds)} seeds for {count} shapes")
+    return seeds
 
 
 def train(params, points, targets, config: FitConfig, seed: int = 0, progress=None, callback=None):
     """Train S networks in place with Adam, each on its own samples; returns per-epoch losses [epochs][S].
 
     params [S, 7553], points [S, n, 3], targets [S, n] (S > 1 needs the fused kernels, on CUDA).
-    Shape s is shuffled with seed + s (as fit(mesh_s, seed=seed + s) would be), by a generator on the
+    Shape s is shuffled with seed + s, or seed[s] for a list (as fit(mesh_s, seed=that) would be), by a generator on the
     samples' device. callback(shape_index, epoch, loss, lr) after every epoch. Each shape has its own lr
     schedule; config.quantize_epochs more epochs follow it, quantization-aware, then
     config.quantize_bias_epochs training the biases alone, and leave params rounded as an int8 file holds them.
     """
     S, n, device = len(params), points.shape[1], params.device
-    epoch_x, epoch_t = torch.empty_like(points), torch.empty_like(targets)
-    epochs = _epochs(params, epoch_x, epoch_t, config)
-    shuffles = [torch.Generator(device=device).manual_seed(int(seed) + s + 1) for s in range(S)]
+    epochs = _epochs(params, points, targets, config)
+    shuffles = [torch.Generator(device=device).manual_seed(s + 1) for s in _seeds(seed, S)]
     plateaus, lrs, step = [_Plateau(config) for _ in range(S)], [config.lr] * S, 0
     history = []
     aware_end = config.epochs + config.quantize_epochs
@@ -370,9 +390,7 @@ def train(params, points, targets, config: FitConfig, seed: int = 0, progress=No
         elif config.schedule == "cosine":
             lrs = [_cosine_lr(config.lr, config.lr_final, epoch, config.epochs)] * S
         for s in range(S):  # one shuffle per shape and epoch, as Keras does
-            order = torch.randperm(n, generator=shuffles[s], device=device)
-            torch.index_select(points[s], 0, order, out=epoch_x[s])
-            torch.index_select(targets[s], 0, order, out=epoch_t[s])
+            epochs.shuffle(s, torch.randperm(n, generator=shuffles[s], device=device))
         losses = (epochs.run(lrs, step) / n).tolist()
         step += len(epochs.batches)
         if not all(math.isfinite(x) for x in losses):
@@ -479,9 +497,9 @@ def _fit(mesh, config, device, seed, progress, callback):
     return _neural_sdf(params[0], transform, source, config, device, seed, history[-1][0], seconds)
 
 
-def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0, progress=None,
+def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int | list = 0, progress=None,
              callback=None) -> list[NeuralSDF]:
-    """Fit several shapes (shape i with seed + i); callback(index, epoch, loss, lr).
+    """Fit several shapes (shape i with seed + i, or seed[i] for a list); callback(index, epoch, loss, lr).
 
     On CUDA with nis_fast.kernels: all shapes train together, one kernel launch per step for the
     whole stack ([S, 7553] parameters). Elsewhere: one fit() after another.
@@ -489,16 +507,17 @@ def fit_many(meshes, config: FitConfig | None = None, device=None, seed: int = 0
     config = config or FitConfig()
     device = torch.device(device) if device is not None else default_device()
     meshes = list(meshes)
-    if device.type != "cuda" or _fused_kernels() is None or len(meshes) < 2:
-        return [fit(mesh, config, device, seed + i, progress,
+    seeds = _seeds(seed, len(meshes))
+    if training_backend(device, config.trainer) != "triton" or len(meshes) < 2:
+        return [fit(mesh, config, device, seeds[i], progress,
                     None if callback is None else (lambda e, loss, lr, i=i: callback(i, e, loss, lr)))
                 for i, mesh in enumerate(meshes)]
-    sets = [_samples(mesh, config, device, seed + i) for i, mesh in enumerate(meshes)]
+    sets = [_samples(mesh, config, device, seeds[i]) for i, mesh in enumerate(meshes)]
     t0 = time.perf_counter()
-    params = torch.stack([torch.from_numpy(glorot_uniform(seed + i)) for i in range(len(meshes))]).to(device)
-    history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seed,
+    params = torch.stack([torch.from_numpy(glorot_uniform(s)) for s in seeds]).to(device)
+    history = train(params, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]), config, seeds,
                     progress, callback)
     training_s = (time.perf_counter() - t0) / len(meshes)  # each shape's share of the batched run
-    return [_neural_sdf(params[i], transform, source, config, device, seed + i, history[-1][i],
+    return [_neural_sdf(params[i], transform, source, config, device, seeds[i], history[-1][i],
                    {**sampling_seconds, "training": training_s})
             for i, (_, _, transform, source, sampling_seconds) in enumerate(sets)]

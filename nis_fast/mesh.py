@@ -23,6 +23,10 @@ from .core.normalization import UNIT_RADIUS, Normalization, power_of_two_scale, 
 from .ops.mesh_query import mesh_closed
 
 
+# The file formats a folder of meshes is searched for (load_mesh reads what trimesh reads).
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+
+
 class MeshError(ValueError):
     """A mesh that cannot be used, with the source and the reason in the message."""
 

@@ -80,6 +80,23 @@ def test_loss_params_and_update_mask():
     assert torch.equal(torch.sign(moved), -torch.sign(grad[mask == 1]))
 
 
+def test_rows_read_in_place_are_the_gathered_batch():
+    """A step through an index (an epoch's shuffle) is the step on the gathered copy, bit for bit."""
+    params, x, target = problem(5000, 6)
+    rows = torch.randperm(5000, generator=torch.Generator().manual_seed(0))[:1500]
+    results = []
+    for kwargs in (dict(x=x[rows], target=target[rows]), dict(x=x, target=target, rows=rows)):
+        p, m, v = params.clone(), torch.zeros_like(params), torch.zeros_like(params)
+        results.append((train_step_cpu(p, m, v, alpha=1e-3, **kwargs, **HYPER), p))
+    assert results[0][0] == results[1][0] and torch.equal(results[0][1], results[1][1])
+    with pytest.raises(IndexError, match="outside"):
+        train_step_cpu(params, torch.zeros_like(params), torch.zeros_like(params), x, target,
+                       rows=torch.tensor([0, 5000]), alpha=1e-3, **HYPER)
+    with pytest.raises(TypeError, match="int64"):
+        train_step_cpu(params, torch.zeros_like(params), torch.zeros_like(params), x, target,
+                       rows=rows.int(), alpha=1e-3, **HYPER)
+
+
 def samples(n, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1, n, 3, generator=g) * 2 - 1

@@ -14,6 +14,7 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "nis/mlp.h"
@@ -147,16 +148,29 @@ struct Weights {
 // the two gradients (d loss / d pre-activation) the backward pass alternates between.
 struct Tile {
     alignas(64) float x[kTile * mlp::kInput];
+    alignas(64) float target[kTile];
     alignas(64) float h[mlp::kReluLayers][kTile * H];
     alignas(64) float dz[2][kTile * H];
     alignas(64) float dout[kTile];
 };
 
-// Adds the gradient of sum_r |f(x_r) - t_r| * inv_n over the tile's `rows` (<= kTile) rows into
-// grad (flat layout); returns the tile's summed |error|.
-double tile_step(const Weights& net, const float* x, const float* target, int rows, float inv_n, Tile& t,
+// The batch of a step: rows first..first+n of (x, target), or through the index `rows`.
+struct Batch {
+    const float* x;
+    const float* target;
+    const int64_t* rows;  // null: in order
+    int64_t row(int64_t i) const { return rows ? rows[i] : i; }
+};
+
+// Adds the gradient of sum_r |f(x_r) - t_r| * inv_n over the batch's rows first..first+rows-1
+// (rows <= kTile) into grad (flat layout); returns the tile's summed |error|.
+double tile_step(const Weights& net, const Batch& batch, int64_t first, int rows, float inv_n, Tile& t,
                  float* grad) {
-    std::memcpy(t.x, x, sizeof(float) * mlp::kInput * rows);
+    for (int r = 0; r < rows; ++r) {
+        const int64_t src = batch.row(first + r);
+        for (int k = 0; k < mlp::kInput; ++k) t.x[r * mlp::kInput + k] = batch.x[src * mlp::kInput + k];
+        t.target[r] = batch.target[src];
+    }
     std::fill(t.x + mlp::kInput * rows, t.x + mlp::kInput * kTile, 0.0f);  // padding rows: finite, dout = 0
 
     tile_product<mlp::kInput, Keep::kPositive>(t.x, mlp::kInput, net.w(0), net.b(0), nullptr, t.h[0]);
@@ -176,7 +190,7 @@ double tile_step(const Weights& net, const float* x, const float* target, int ro
         const float y = std::tanh(z);
         float d = 0.0f;
         if (r < rows) {
-            const float err = y - target[r];
+            const float err = y - t.target[r];
             loss += std::fabs(err);
             d = (err > 0.0f ? inv_n : err < 0.0f ? -inv_n : 0.0f) * (1.0f - y * y);
         }
@@ -210,9 +224,8 @@ double tile_step(const Weights& net, const float* x, const float* target, int ro
 
 // Fills grad (when not null) with the batch's gradient and, when adam is not null, applies
 // Adam to params / m / v; returns the summed |error|.
-double loss_grad_adam(const float* loss_params, const float* x, const float* target, int64_t n, float* grad,
-                      int threads, float* params, float* m, float* v, const float* update_mask,
-                      const AdamStep* adam) {
+double loss_grad_adam(const float* loss_params, const Batch& batch, int64_t n, float* grad, int threads,
+                      float* params, float* m, float* v, const float* update_mask, const AdamStep* adam) {
     if (n <= 0) throw std::invalid_argument("nis_fast: a training batch needs at least one row");
     const Weights net(loss_params);
     const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -230,7 +243,7 @@ double loss_grad_adam(const float* loss_params, const float* x, const float* tar
             double loss = 0.0;
             for (int64_t r = c * kChunk; r < std::min(n, (c + 1) * kChunk); r += kTile) {
                 const int rows = static_cast<int>(std::min<int64_t>(kTile, n - r));
-                loss += tile_step(net, x + mlp::kInput * r, target + r, rows, inv_n, *tile, g);
+                loss += tile_step(net, batch, r, rows, inv_n, *tile, g);
             }
             chunk_loss[c] = loss;
         }
@@ -256,12 +269,19 @@ double loss_grad_adam(const float* loss_params, const float* x, const float* tar
 
 double mlp_loss_grad(const float* params, const float* x, const float* target, int64_t n, float* grad,
                      int threads) {
-    return loss_grad_adam(params, x, target, n, grad, threads, nullptr, nullptr, nullptr, nullptr, nullptr);
+    return loss_grad_adam(params, Batch{x, target, nullptr}, n, grad, threads, nullptr, nullptr, nullptr, nullptr,
+                          nullptr);
 }
 
 double mlp_train_step(const float* loss_params, float* params, float* m, float* v, const float* update_mask,
-                      const float* x, const float* target, int64_t n, AdamStep adam, int threads) {
-    return loss_grad_adam(loss_params, x, target, n, nullptr, threads, params, m, v, update_mask, &adam);
+                      const float* x, const float* target, const int64_t* rows, int64_t n_points, int64_t n,
+                      AdamStep adam, int threads) {
+    if (rows)
+        for (int64_t i = 0; i < n; ++i)
+            if (rows[i] < 0 || rows[i] >= n_points)
+                throw std::out_of_range("nis_fast: training row index " + std::to_string(rows[i]) + " outside [0, " +
+                                        std::to_string(n_points) + ")");
+    return loss_grad_adam(loss_params, Batch{x, target, rows}, n, nullptr, threads, params, m, v, update_mask, &adam);
 }
 
 }  // namespace cpu

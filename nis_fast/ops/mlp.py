@@ -163,15 +163,28 @@ def loss_grad_cpu(params, x, target, threads: int = 0):
 
 
 def train_step_cpu(params, m, v, x, target, *, alpha: float, beta1: float, beta2: float, eps: float,
-                   loss_params=None, update_mask=None, threads: int = 0) -> float:
+                   rows=None, loss_params=None, update_mask=None, threads: int = 0) -> float:
     """One native training step, in place on params, m, v [7553]; returns the batch's summed |error|.
 
-    The loss and its gradient are taken at loss_params (default params), Adam (step size alpha, as
-    `adam_step_size` gives it) moves params with the gradient times update_mask (default ones)."""
-    x, target, n = _batch(x, target)
+    The batch is x [n, 3] / target [n], or with rows (int64 [n]) the rows x[rows], target[rows] of
+    larger arrays, read in place. The loss and its gradient are taken at loss_params (default params),
+    Adam (step size alpha, as `adam_step_size` gives it) moves params with the gradient times
+    update_mask (default ones)."""
+    if rows is None:
+        x, target, n = _batch(x, target)
+        n_points, rows_ptr = n, 0
+    else:
+        if not (isinstance(rows, torch.Tensor) and rows.dtype == torch.int64 and rows.device.type == "cpu"
+                and rows.dim() == 1 and rows.is_contiguous()):
+            raise TypeError("nis_fast: the CPU training step needs rows as a contiguous 1-D int64 CPU tensor")
+        n, n_points = len(rows), len(x)
+        if n == 0:
+            raise ValueError("nis_fast: a training batch needs at least one row")
+        x, target = _cpu_float32("x", x, (n_points, 3)), _cpu_float32("target", target, (n_points,))
+        rows_ptr = data_ptr(rows)
     flat = [_cpu_float32(name, t, (N_PARAMS,)) for name, t in (("params", params), ("m", m), ("v", v))]
     loss_at = flat[0] if loss_params is None else _cpu_float32("loss_params", loss_params, (N_PARAMS,))
     mask = 0 if update_mask is None else data_ptr(_cpu_float32("update_mask", update_mask, (N_PARAMS,)))
     return native.mlp_train_step(data_ptr(loss_at), *(data_ptr(t) for t in flat), mask, data_ptr(x),
-                                 data_ptr(target), n, float(alpha), float(beta1), float(beta2), float(eps),
-                                 int(threads))
+                                 data_ptr(target), rows_ptr, n_points, n, float(alpha), float(beta1), float(beta2),
+                                 float(eps), int(threads))

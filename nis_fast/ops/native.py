@@ -51,6 +51,9 @@ _check_this_cpu()
 from .. import _C  # noqa: E402
 
 native = _C
+# OpenMP's thread count before anything here changes it: a CPU fit sets torch's (which is also this
+# module's: they share the OpenMP runtime) to 1 for its few torch ops, and trains on these many.
+DEFAULT_CPU_THREADS = _C.cpu_threads()
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,8 +22,12 @@ double mlp_loss_grad(const float* params, const float* x, const float* target, i
 // One training step: the loss and gradient as above, taken at loss_params (the int8-rounded
 // weights during quantization-aware training, else params itself), then Adam on params, m, v
 // (all [7553]) with the gradient times update_mask (null: all ones). Returns the summed |error|.
+// With rows (not null), the batch is rows x[rows[i]], target[rows[i]] (i < n) of arrays of
+// n_points rows: an epoch's shuffle is read in place, not copied; an index out of range throws
+// std::out_of_range before anything is written.
 double mlp_train_step(const float* loss_params, float* params, float* m, float* v, const float* update_mask,
-                      const float* x, const float* target, int64_t n, AdamStep adam, int threads);
+                      const float* x, const float* target, const int64_t* rows, int64_t n_points, int64_t n,
+                      AdamStep adam, int threads);
 
 }  // namespace cpu
 }  // namespace nis
