@@ -8,7 +8,8 @@ A second table times one epoch of our training loops (the native CPU step that f
 PyTorch reference path) against the loop a user would write in plain PyTorch (nn.Sequential,
 autograd, torch.optim.Adam) at the recipe's batch size.
 
-    python benchmarks/bench_fit_accuracy.py --recipe fast [--threads 1] [--meshes 32770 70375]
+    python benchmarks/bench_fit_accuracy.py --recipe fast [--threads 1] [--meshes 32770 70375] [--seeds 0 1 2]
+        [--trainer torch]   # the PyTorch reference training path instead of the native CPU step
 """
 from __future__ import annotations
 
@@ -73,10 +74,13 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="CPU threads of CPU fits (default: fit's, all cores); "
                    "the PyTorch loops of the timing table run at this many torch threads (default 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="one fit per mesh and seed")
+    p.add_argument("--trainer", choices=("auto", "torch"), default="auto", help="FitConfig.trainer")
     args = p.parse_args()
     recipe = args.recipe or ("quick" if args.quick else "fast")
     config = RECIPES[recipe]()
     config.threads = args.threads
+    config.trainer = args.trainer
     rows, timing_rows = [], []
     warm_up_fit(args.device or default_device())
     for ident in args.meshes:
@@ -86,16 +90,21 @@ def main():
             print(f"skipping {ident}: {mesh_file} or {weights} not found")
             continue
         mesh = nf.load_mesh(mesh_file, warn=False)
-        t0 = time.perf_counter()
-        ours = nf.fit(mesh, config, device=args.device, seed=0, progress=False)
-        fit_s = time.perf_counter() - t0
         exact = nf.MeshSDF(mesh, space="unit").sdf
-        seconds = ours.metadata["recipe"]["seconds"]
-        for who, shape in (("paper (released .h5)", nf.load(weights)), (f"nis_fast {recipe}", ours.to("cpu"))):
-            row = {"mesh": f"thingi10k_{ident}", "model": who, **metrics.evaluate(shape, mesh, sdf_fn=exact)}
-            if who.startswith("nis_fast"):
-                row.update(fit_s=fit_s, sampling_s=seconds["sampling"], mesh_setup_s=seconds["mesh_setup"],
-                           training_s=seconds["training"])
+        row = {"mesh": f"thingi10k_{ident}", "model": "paper (released .h5)",
+               **metrics.evaluate(nf.load(weights), mesh, sdf_fn=exact)}
+        rows.append(row)
+        print(row, flush=True)
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            ours = nf.fit(mesh, config, device=args.device, seed=seed, progress=False)
+            fit_s = time.perf_counter() - t0
+            seconds = ours.metadata["recipe"]["seconds"]
+            row = {"mesh": f"thingi10k_{ident}", "model": f"nis_fast {recipe}", "seed": seed,
+                   "trainer": ours.metadata["recipe"]["backend"],
+                   **metrics.evaluate(ours.to("cpu"), mesh, sdf_fn=exact), "fit_s": fit_s,
+                   "sampling_s": seconds["sampling"], "mesh_setup_s": seconds["mesh_setup"],
+                   "training_s": seconds["training"]}
             rows.append(row)
             print(row, flush=True)
 
@@ -124,7 +133,7 @@ def main():
              "and training (training_s); on CUDA after one "
              "warm-up fit of a sphere (the process's one-time costs are not in it)",
              "the CPU is shared with other jobs unless stated otherwise: times are upper bounds"]
-    report("bench_fit_accuracy", ["mesh", "model", "surface_error", "grid_l1", "importance_l1", "fit_s",
+    report("bench_fit_accuracy", ["mesh", "model", "seed", "trainer", "surface_error", "grid_l1", "importance_l1", "chamfer", "fit_s",
                                   "sampling_s", "mesh_setup_s", "training_s"], rows, out=args.out, notes=notes,
            extra={"epoch_timing": timing_rows, "recipe": recipe, "config": config.to_dict()})
     if timing_rows:

@@ -289,40 +289,52 @@ def read_h5(path):
     fail = _failer(path)
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         fail(f"not a readable HDF5 file ({exc})")
     with f:
-        root = f["model_weights"] if "model_weights" in f else f
-        names = [_text(n) for n in root.attrs.get("layer_names", [])]
-        if len(names) != len(layout.LAYER_SIZES):
-            fail(f"expected {len(layout.LAYER_SIZES)} Dense layers (the paper's 3-32x8-1 network), "
-                 f"found layer_names {names}")
-        layers = []
-        for name, (fan_in, fan_out) in zip(names, layout.LAYER_SIZES):
-            try:
-                weight_names = [_text(w) for w in root[name].attrs["weight_names"]]
-                arrays = {w.rsplit("/", 1)[-1]: np.asarray(root[name][w]) for w in weight_names}
-            except (KeyError, OSError, ValueError) as exc:
-                fail(f"layer {name!r} is missing or unreadable ({exc})")
-            w, b = arrays.get("kernel:0"), arrays.get("bias:0")
-            if w is not None and b is not None and not (np.issubdtype(w.dtype, np.floating)
-                                                        and np.issubdtype(b.dtype, np.floating)):
-                fail(f"layer {name!r} holds {w.dtype}/{b.dtype} arrays, expected real floating-point weights")
-            if w is None or b is None or w.shape != (fan_in, fan_out) or b.shape != (fan_out,):
-                fail(f"layer {name!r} holds {({k: v.shape for k, v in arrays.items()})}, expected kernel:0 "
-                     f"{(fan_in, fan_out)} and bias:0 {(fan_out,)}")
-            layers.append((w, b))
-        _check_keras_config(f, fail)
-        params = layout.flatten(layers).astype(np.float32)
-        if not np.all(np.isfinite(params)):
-            fail("parameters contain NaN or infinite values")
-        if "nis" in f.attrs:
-            doc = _parse_json(_text(f.attrs["nis"]), "the 'nis' attribute", fail)
-            transform = _check_document(doc, fail)
-            metadata = _metadata_of(doc, fail)
-        else:
-            transform, metadata = IDENTITY, {"notes": [H5_NOTE]}
+        try:
+            params, transform, metadata = _h5_contents(f, fail)
+        except NisFileError:
+            raise
+        # A damaged file can make h5py raise from any read (a bad B-tree, heap or attribute): all are the file's fault.
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            fail(f"damaged HDF5 structure ({type(exc).__name__}: {exc})")
     metadata["dtype"] = "float32"
+    return params, transform, metadata
+
+
+def _h5_contents(f, fail):
+    """(params, transform, metadata) of an open Keras weights file; fail(problem) on what is wrong."""
+    root = f["model_weights"] if "model_weights" in f else f
+    names = [_text(n) for n in root.attrs.get("layer_names", [])]
+    if len(names) != len(layout.LAYER_SIZES):
+        fail(f"expected {len(layout.LAYER_SIZES)} Dense layers (the paper's 3-32x8-1 network), "
+             f"found layer_names {names}")
+    layers = []
+    for name, (fan_in, fan_out) in zip(names, layout.LAYER_SIZES):
+        try:
+            weight_names = [_text(w) for w in root[name].attrs["weight_names"]]
+            arrays = {w.rsplit("/", 1)[-1]: np.asarray(root[name][w]) for w in weight_names}
+        except (KeyError, OSError, ValueError) as exc:
+            fail(f"layer {name!r} is missing or unreadable ({exc})")
+        w, b = arrays.get("kernel:0"), arrays.get("bias:0")
+        if w is not None and b is not None and not (np.issubdtype(w.dtype, np.floating)
+                                                    and np.issubdtype(b.dtype, np.floating)):
+            fail(f"layer {name!r} holds {w.dtype}/{b.dtype} arrays, expected real floating-point weights")
+        if w is None or b is None or w.shape != (fan_in, fan_out) or b.shape != (fan_out,):
+            fail(f"layer {name!r} holds {({k: v.shape for k, v in arrays.items()})}, expected kernel:0 "
+                 f"{(fan_in, fan_out)} and bias:0 {(fan_out,)}")
+        layers.append((w, b))
+    _check_keras_config(f, fail)
+    params = layout.flatten(layers).astype(np.float32)
+    if not np.all(np.isfinite(params)):
+        fail("parameters contain NaN or infinite values")
+    if "nis" in f.attrs:
+        doc = _parse_json(_text(f.attrs["nis"]), "the 'nis' attribute", fail)
+        transform = _check_document(doc, fail)
+        metadata = _metadata_of(doc, fail)
+    else:
+        transform, metadata = IDENTITY, {"notes": [H5_NOTE]}
     return params, transform, metadata
 
 

@@ -1,7 +1,10 @@
 """Weight files: .nis and Keras .h5 round trips, float16, and clear errors on bad or hostile files."""
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -390,3 +393,23 @@ def test_a_lone_surrogate_in_the_document_is_one_clear_error(tmp_path):
     path.write_bytes(len(header).to_bytes(8, "little") + header + body)
     assert "\\ud800" in path.read_bytes().decode("latin-1")
     _expect_error(path, "checksum")
+
+
+def test_a_save_killed_half_way_leaves_the_previous_file(shape, tmp_path):
+    """SIGKILL in the middle of a save (the new bytes written, not yet renamed into place): the old file stays
+    whole and loads; only the temp file beside it is left (a collection run removes those at its start)."""
+    target = tmp_path / "a.nis"
+    shape.save(target)
+    before = target.read_bytes()
+    script = f"""
+import os, signal, numpy as np
+import nis_fast as nf
+from nis_fast.core import files
+files.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # die between the write and the rename
+nf.NeuralSDF(np.zeros(7553, np.float32)).save({str(target)!r})
+"""
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert target.read_bytes() == before
+    assert torch.equal(nf.load(target).params, shape.params)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "a.nis"][0].endswith(".tmp")

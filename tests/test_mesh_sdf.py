@@ -173,3 +173,18 @@ def test_cuda_without_gpu_raises_a_clear_error(tetra):
     with pytest.raises(RuntimeError, match="CUDA|cuda|upload_cuda"):
         tetra._bvh.closest("cuda", "float64", p.ctypes.data, 4, 1, 2.0, out.ctypes.data, 0, 0, 0, 0, 0)
 
+
+
+def test_queries_from_several_threads_give_the_single_thread_answers():
+    """One MeshSDF shared by Python threads (each query releases the GIL and runs its own OpenMP team)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sdf = shared_sdf("spot.obj") if (MESH_DIR / "spot.obj").exists() else nf.MeshSDF(
+        (np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]), np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])))
+    sets = [np.random.default_rng(seed).uniform(-1.5, 1.5, (20_000, 3)) for seed in range(8)]
+    alone = [(sdf.sdf(p), sdf.closest(p)[0], sdf.winding(p)) for p in sets]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda p: (sdf.sdf(p), sdf.closest(p)[0], sdf.winding(p)), sets * 2))
+    for i, answers in enumerate(together):
+        for got, expected in zip(answers, alone[i % len(sets)]):
+            np.testing.assert_array_equal(got, expected)
