@@ -59,19 +59,30 @@ void bind_mesh(py::module_& m) {
         "Device workspace (bytes) a CUDA batch of n closest-point or winding queries needs to run in Morton order "
         "(0: input order).");
     m.def(
-        "mesh_closed",
+        "mesh_defects",
         [](std::uintptr_t faces_ptr, int64_t n_faces, int64_t n_vertices) {
-            if (n_faces < 0 || n_vertices < 0) throw std::invalid_argument("mesh_closed: negative size");
+            if (n_faces < 0 || n_vertices < 0) throw std::invalid_argument("mesh_defects: negative size");
             const int32_t* faces = ptr<const int32_t>(faces_ptr);
-            py::gil_scoped_release nogil;
-            for (int64_t i = 0; i < 3 * n_faces; ++i)
-                if (faces[i] < 0 || faces[i] >= n_vertices)
-                    throw std::invalid_argument("mesh_closed: face index out of range");
-            return mesh_closed(faces, n_faces, n_vertices);
+            MeshDefects d;
+            {
+                py::gil_scoped_release nogil;
+                for (int64_t i = 0; i < 3 * n_faces; ++i)
+                    if (faces[i] < 0 || faces[i] >= n_vertices)
+                        throw std::invalid_argument("mesh_defects: face index out of range");
+                d = mesh_defects(faces, n_faces, n_vertices);
+            }
+            py::dict out;
+            out["closed"] = d.closed;
+            out["boundary_edges"] = d.boundary_edges;
+            out["non_manifold_edges"] = d.non_manifold_edges;
+            out["inconsistent_edges"] = d.inconsistent_edges;
+            out["duplicate_faces"] = d.duplicate_faces;
+            return out;
         },
-        "Whether the mesh is closed, by the BVH build's definition (MeshBvh.closed): no face repeats an index, and "
-        "every edge is walked by exactly two faces, in opposite directions (no faces: True). faces_ptr: the address "
-        "of C-contiguous int32 [n_faces, 3] on the host.",
+        "The connectivity defects of a mesh (dict): closed, by the BVH build's definition (MeshBvh.closed: no face "
+        "repeats an index, every edge walked by exactly two faces in opposite directions; no faces: True); "
+        "boundary, non-manifold and inconsistently oriented edges (over faces that repeat no index); duplicate "
+        "faces. faces_ptr: the address of C-contiguous int32 [n_faces, 3] on the host.",
         py::arg("faces_ptr"), py::arg("n_faces"), py::arg("n_vertices"));
     py::class_<MeshBvh>(m, "MeshBvh", "Triangle BVH with winding-number and pseudonormal data (build on the CPU).")
         .def(py::init([](py::array_t<double, py::array::c_style> vertices, py::array_t<int32_t, py::array::c_style> faces,

@@ -32,6 +32,18 @@ from nis_fast.core.layout import LAYER_SIZES, N_PARAMS, OFFSETS, unflatten
 _PAIRS_PER_CHUNK = 1 << 20  # points x triangles evaluated at once (bounds memory to ~0.5 GB peak)
 
 
+def _mesh_defects(V, F):
+    """Connectivity defect counts by np.unique on rows (nis_fast.mesh.mesh_report's native counts)."""
+    collapsed = (F[:, 0] == F[:, 1]) | (F[:, 1] == F[:, 2]) | (F[:, 2] == F[:, 0])
+    _, face_counts = np.unique(np.sort(F, axis=1), axis=0, return_counts=True)
+    good = F[~collapsed]
+    directed = np.concatenate([good[:, [0, 1]], good[:, [1, 2]], good[:, [2, 0]]])
+    _, edge_counts = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    _, directed_counts = np.unique(directed, axis=0, return_counts=True)
+    return {"duplicate_faces": int((face_counts - 1).sum()), "boundary_edges": int((edge_counts == 1).sum()),
+            "non_manifold_edges": int((edge_counts > 2).sum()), "inconsistent_edges": int((directed_counts > 1).sum())}
+
+
 def _mesh_dot(a, b):
     return np.einsum("...k,...k->...", a, b)
 

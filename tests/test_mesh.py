@@ -10,6 +10,7 @@ import trimesh
 import nis_fast as nf
 from nis_fast.core.normalization import Normalization, smallest_enclosing_sphere
 from nis_fast.mesh import MeshWarning
+from reference import _mesh_defects
 from tests.conftest import MESH_FILES, mesh_path
 
 # What each shared mesh is, after welding coincident vertices (../shared/meshes/SOURCES.md, "merged" column).
@@ -240,3 +241,46 @@ def test_collapsed_and_flipped_faces_open_a_mesh():
             warnings.simplefilter("ignore", MeshWarning)
             mesh = nf.load_mesh((V, F))
         assert mesh.report["watertight"] == closed == nf.MeshSDF(mesh).closed, what
+
+
+def _weld_reference(vertices, faces):
+    """The welding of load_mesh by np.unique on rows (what _merge_duplicate_vertices computes by a sort)."""
+    extent = float(np.ptp(vertices, axis=0).max())
+    keys = np.round((vertices - vertices.min(axis=0)) / (extent * 1e-9))
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(vertices):  # nothing to weld: the mesh as it was
+        return vertices, faces
+    return vertices[first], inverse.reshape(-1)[faces]
+
+
+@pytest.mark.parametrize("name", MESH_FILES)
+def test_report_counts_match_the_numpy_twin(name):
+    mesh = nf.load_mesh(mesh_path(name), warn=False)
+    expected = _mesh_defects(mesh.vertices, mesh.faces)
+    assert {k: mesh.report[k] for k in expected} == expected
+
+
+def test_report_counts_on_random_broken_meshes():
+    """Random faces over few vertices: duplicates, flips, holes, non-manifold fans and collapsed faces."""
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n_v = int(rng.integers(4, 12))
+        V = rng.normal(size=(n_v, 3))
+        F = rng.integers(0, n_v, size=(int(rng.integers(1, 40)), 3))
+        if (F[:, 0] == F[:, 1]).all():
+            continue
+        report = nf.mesh.mesh_report(V, F.astype(np.int32))
+        assert {k: report[k] for k in ("duplicate_faces", "boundary_edges", "non_manifold_edges",
+                                       "inconsistent_edges")} == _mesh_defects(V, F), trial
+
+
+@pytest.mark.parametrize("name", MESH_FILES)
+def test_welding_matches_unique_on_rows(name):
+    import trimesh as tm
+
+    raw = tm.load(mesh_path(name), force="mesh", process=False)
+    V, F = np.asarray(raw.vertices, dtype=np.float64), np.asarray(raw.faces)
+    mesh = nf.load_mesh(mesh_path(name), warn=False)
+    ref_v, ref_f = _weld_reference(V, F)
+    np.testing.assert_array_equal(mesh.vertices, ref_v)
+    np.testing.assert_array_equal(mesh.faces, ref_f)

@@ -188,3 +188,41 @@ def test_queries_from_several_threads_give_the_single_thread_answers():
     for i, answers in enumerate(together):
         for got, expected in zip(answers, alone[i % len(sets)]):
             np.testing.assert_array_equal(got, expected)
+
+
+BIG_MESH_SCRIPT = """
+import json, resource, sys, numpy as np
+import nis_fast as nf
+n = 1582  # a torus of 2 n^2 = 5.0M triangles, made here (no file): radii 1 and 0.4
+u, v = np.meshgrid(np.arange(n) * 2 * np.pi / n, np.arange(n) * 2 * np.pi / n, indexing="ij")
+V = np.stack([(1 + 0.4 * np.cos(v)) * np.cos(u), (1 + 0.4 * np.cos(v)) * np.sin(u), 0.4 * np.sin(v)], -1).reshape(-1, 3)
+i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+a, b, c, d = i * n + j, (i + 1) % n * n + j, (i + 1) % n * n + (j + 1) % n, i * n + (j + 1) % n
+F = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+del u, v, i, j, a, b, c, d
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+mesh = nf.load_mesh((V, F))
+del V, F
+sdf = nf.MeshSDF(mesh)
+p = np.random.default_rng(0).uniform(-1.5, 1.5, (100_000, 3)).astype(np.float32)
+d = sdf.sdf(p)
+q = p.astype(np.float64)
+exact = np.hypot(np.hypot(q[:, 0], q[:, 1]) - 1, q[:, 2]) - 0.4
+json.dump({"faces": len(mesh.faces), "closed": sdf.closed, "baseline": baseline,
+           "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+           "error": float(np.abs(d - exact).max())}, sys.stdout)
+"""
+BYTES_PER_FACE_BOUND = 1024  # peak memory of load_mesh + MeshSDF + float32 queries, above the process's baseline
+
+
+def test_a_five_million_triangle_mesh_stays_within_its_memory_bound():
+    import json
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", BIG_MESH_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-3000:]
+    found = json.loads(child.stdout)
+    assert found["faces"] == 2 * 1582**2 and found["closed"]
+    assert found["error"] < 1e-4  # the mesh's chords are within ~1e-6 of the torus; float32 queries
+    assert found["peak"] - found["baseline"] <= BYTES_PER_FACE_BOUND * found["faces"], found

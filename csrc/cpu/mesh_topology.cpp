@@ -1,6 +1,7 @@
 // The topology of a mesh from its faces alone: which slots walk the same edge, whether the
 // mesh is closed, the fans of faces around each vertex, and the connected pieces.
 #include <algorithm>
+#include <array>
 #include <utility>
 
 #include "bvh_build.h"
@@ -69,8 +70,42 @@ Topology mesh_topology(const int32_t* F, int64_t nf, const EdgePairing& edges) {
 
 }  // namespace build
 
-bool mesh_closed(const int32_t* faces, int64_t nf, int64_t nv) {
-    return build::is_closed(faces, nf, build::pair_edges(faces, nf, nv));
+MeshDefects mesh_defects(const int32_t* F, int64_t nf, int64_t nv) {
+    const build::EdgePairing edges = build::pair_edges(F, nf, nv);
+    MeshDefects d{build::is_closed(F, nf, edges), 0, 0, 0, 0};
+    const auto collapsed = [&](int64_t f) {
+        return F[3 * f] == F[3 * f + 1] || F[3 * f + 1] == F[3 * f + 2] || F[3 * f + 2] == F[3 * f];
+    };
+    for (int64_t e = 0; e < edges.num_edges(); ++e) {
+        int64_t forward = 0, backward = 0;  // slots walking the edge from its smaller / larger vertex
+        for (int64_t k = edges.start[e]; k < edges.start[e + 1]; ++k) {
+            const int64_t s = edges.slots[k];
+            if (collapsed(s / 3)) continue;
+            ++(F[s] < F[build::next_slot(s)] ? forward : backward);
+        }
+        d.boundary_edges += forward + backward == 1;
+        d.non_manifold_edges += forward + backward > 2;
+        d.inconsistent_edges += (forward > 1) + (backward > 1);
+    }
+    // Duplicate faces: the faces grouped by their smallest vertex, then each group sorted by its
+    // faces' sorted index triples; equal neighbours are duplicates.
+    const auto sorted_face = [&](int64_t f) {
+        std::array<int32_t, 3> t{F[3 * f], F[3 * f + 1], F[3 * f + 2]};
+        std::sort(t.begin(), t.end());
+        return t;
+    };
+    std::vector<int64_t> first, faces;
+    build::bucket_sort(nf, nv, [&](int64_t f) { return sorted_face(f)[0]; }, first, faces);
+    int64_t duplicates = 0;
+#pragma omp parallel for schedule(dynamic, 4096) reduction(+ : duplicates)
+    for (int64_t v = 0; v < nv; ++v) {
+        std::sort(faces.begin() + first[v], faces.begin() + first[v + 1],
+                  [&](int64_t a, int64_t b) { return sorted_face(a) < sorted_face(b); });
+        for (int64_t k = first[v] + 1; k < first[v + 1]; ++k)
+            duplicates += sorted_face(faces[k]) == sorted_face(faces[k - 1]);
+    }
+    d.duplicate_faces = duplicates;
+    return d;
 }
 
 }  // namespace nis

@@ -24,11 +24,12 @@ def build_bvh(vertices: np.ndarray, faces: np.ndarray, leaf_size: int, float64: 
                           np.ascontiguousarray(faces, dtype=np.int32), int(leaf_size), bool(float64))
 
 
-def mesh_closed(faces: np.ndarray, n_vertices: int) -> bool:
-    """Whether a mesh is closed: no face repeats an index, and every edge is walked by exactly two faces in
-    opposite directions. The BVH build's own test (MeshBvh.closed), the one definition of a closed mesh."""
+def mesh_defects(faces: np.ndarray, n_vertices: int) -> dict:
+    """The connectivity defects of a mesh: `closed` (no face repeats an index, every edge walked by exactly two
+    faces in opposite directions: the BVH build's own test, MeshBvh.closed, the one definition of a closed
+    mesh), and the counts of boundary, non-manifold and inconsistently oriented edges and of duplicate faces."""
     faces = np.ascontiguousarray(faces, dtype=np.int32)
-    return bool(native.mesh_closed(data_ptr(faces), len(faces), int(n_vertices)))
+    return dict(native.mesh_defects(data_ptr(faces), len(faces), int(n_vertices)))
 
 
 def mesh_closest(bvh, q: "Query", sign_mode: int, beta: float, *, with_points: bool):

@@ -72,11 +72,19 @@ MeshView<T> make_mesh_view(const MeshBvhHost& h, const Shared& shared, const Pre
             T(h.outside_dist_sq)};
 }
 
-// Whether the mesh is closed, by the definition the BVH build uses (build::is_closed in
-// cpu/mesh_topology.cpp): no face repeats an index, and every edge is walked by exactly two
-// faces, in opposite directions. faces [nf, 3] int32 with indices in [0, nv) (validated by
-// the caller); no faces count as closed.
-bool mesh_closed(const int32_t* faces, int64_t nf, int64_t nv);
+// The defects of a mesh's connectivity that matter to the SDF engine (nis_fast.mesh.mesh_report).
+// Edges are counted over the faces that repeat no index.
+struct MeshDefects {
+    bool closed;                 // by the BVH build's definition (build::is_closed in cpu/mesh_topology.cpp):
+                                 // no face repeats an index, every edge walked by exactly two faces in opposite
+                                 // directions; no faces count as closed
+    int64_t boundary_edges;      // walked by one face
+    int64_t non_manifold_edges;  // walked by more than two faces
+    int64_t inconsistent_edges;  // directed edges walked more than once: neighbours disagree on orientation
+    int64_t duplicate_faces;     // faces with the same three vertices as an earlier face (any order)
+};
+// faces [nf, 3] int32 with indices in [0, nv) (validated by the caller).
+MeshDefects mesh_defects(const int32_t* faces, int64_t nf, int64_t nv);
 
 // vertices [nv, 3] float64, faces [nf, 3] int32 (indices already validated).
 MeshBvhHost build_mesh_bvh(const double* vertices, int64_t nv, const int32_t* faces, int64_t nf, int leaf_size,
