@@ -54,10 +54,14 @@ step "bench_rays (CUDA engine vs the CPU engine and Open3D)" 60 python3 benchmar
   --threads "$(nproc)" --out "$json/bench_rays.json"
 step "Triton kernels compiled and checked against torch autograd" 120 python3 benchmarks/gpu_check_kernels.py \
   --out "$json/gpu_check_kernels.json"
-step "bench_mlp" 120 python3 benchmarks/bench_mlp.py --batches 2048,1048576 --out "$json/bench_mlp.json"
+step "bench_mlp" 120 python3 benchmarks/bench_mlp.py --batches 2048,1048576 --cpu-batches 2048 \
+  --cpu-threads "1,$(nproc)" --out "$json/bench_mlp.json"
 step "bench_fit_accuracy (paper recipe, one mesh)" 90 python3 benchmarks/bench_fit_accuracy.py --recipe paper \
   --meshes 32770 --out "$json/bench_fit_accuracy.json"
 step "bench_fit_many (8 shapes, fast recipe)" 90 python3 benchmarks/bench_fit_many.py --out "$json/bench_fit_many.json"
+step "bench_collection (fit-many over ../shared/meshes, paper recipe, vs a plain PyTorch loop)" 90 \
+  python3 benchmarks/bench_collection.py --recipe paper --plain-shapes 2 --plain-epochs 3 \
+  --out "$json/bench_collection.json"
 step "bench_render" 60 python3 benchmarks/bench_render.py $quick --out "$json/bench_render.json"
 step "bench_mesh" 90 python3 benchmarks/bench_mesh.py $quick --out "$json/bench_mesh.json"
 # The rest of the tests with the GPU present: the kernel tests run compiled on CUDA (not interpreted), and

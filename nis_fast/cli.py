@@ -125,7 +125,8 @@ def cmd_fit_many(args) -> int:
     t0 = time.perf_counter()
     rows = list(collection.fit_collection(args.inputs, args.out, _config(args), dtype=_weights_dtype(args),
                                           device=args.device, seed=args.seed, evaluate=not args.no_metrics,
-                                          stack=args.stack, progress=False if args.quiet else None))
+                                          stack=args.stack, progress=False if args.quiet else None,
+                                          ray=args.ray))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
     if not args.quiet:
         print(f"fit-many: {len(rows)} inputs in {time.perf_counter() - t0:.1f} s: {counts['ok']} fitted, "
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="output folder")
     p.add_argument("--summary", metavar="OUT", help="print the totals of OUT/manifest.csv and exit")
     p.add_argument("--stack", type=int, help="shapes trained together on a GPU (default 8 on CUDA, 1 on a CPU)")
+    p.add_argument("--ray", metavar="ADDRESS", help="fit the stacks as tasks of a Ray cluster ('local' starts one "
+                   "here; 'auto' or host:port joins one): GPU-aware, outputs and manifest written here "
+                   "(pip install 'nis_fast[ray]')")
     p.add_argument("--no-metrics", action="store_true", help="leave the manifest's accuracy columns empty "
                    "(they cost about one more fit's sampling per shape)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no closing line (failures still go "

@@ -19,6 +19,7 @@ import io as _io
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 
 from . import io, metrics
@@ -93,14 +94,6 @@ def recipe_id(config: FitConfig, seed: int, dtype: str) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Manifest:
     """OUT/manifest.csv as a dict path -> row (strings), rewritten atomically on every update."""
 
@@ -114,12 +107,7 @@ class Manifest:
         writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows[path] for path in sorted(self.rows))
-
-        def write(tmp):
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                f.write(text.getvalue())
-
-        atomic_write(self.path, write)
+        atomic_write(self.path, lambda tmp: _write_bytes(tmp, text.getvalue().encode("utf-8")))
 
 
 def _cell(value) -> str:
@@ -175,56 +163,178 @@ def _up_to_date(target: str, source_hash: str, recipe: str) -> bool:
 
 
 def fit_collection(inputs, out, config: FitConfig | None = None, *, dtype: str = "float32", device=None, seed: int = 0,
-                   evaluate: bool = True, stack: int | None = None, progress=None):
+                   evaluate: bool = True, stack: int | None = None, progress=None, ray: str | None = None):
     """Fit every mesh that `inputs` name into OUT, yielding each input's manifest row (a dict of COLUMNS)
     as it finishes. Every input is fitted with `seed` (adding or removing inputs changes no other output).
 
     stack: shapes trained together through `fit_many` (default 8 on CUDA, 1 elsewhere); evaluate: the
     paper's three metrics and Chamfer in the manifest (unit frame); progress: a tqdm bar on stderr (None:
-    when stderr is a terminal)."""
+    when stderr is a terminal); ray: the address of a Ray cluster ("local" starts one here) that fits the
+    stacks, one task each, GPU-aware; this process reads the inputs and writes every output and the manifest."""
     config = config or FitConfig()
-    device = default_device() if device is None else device
     items = find_inputs(inputs)
     io.check_target(os.path.join(out, "x.nis"), dtype)
+    runner = _RayStacks(ray, device) if ray else _LocalStacks(default_device() if device is None else device)
     os.makedirs(out, exist_ok=True)
     _remove_stale_temp_files(out)
     manifest = Manifest(out)
     recipe = recipe_id(config, seed, dtype)
-    stack = stack or (8 if str(device).startswith("cuda") else 1)
+    stack = stack or (8 if runner.device.startswith("cuda") else 1)
+    settings = (config.to_dict(), dtype, runner.device, seed, evaluate)
     bar = _bar(len(items), progress)
-    pending = []  # (item, target, source hash, mesh) of the stack being filled
-    done = failed = 0
-    for i, item in enumerate(items):
-        target = os.path.join(out, output_name(item))
-        row = {"path": item.name, "output": output_name(item), "recipe": recipe}
-        try:
-            row["source_sha256"] = source_hash = file_sha256(item.source)
-            if _up_to_date(target, source_hash, recipe):
-                previous = manifest.rows.get(item.name)
-                if previous and previous["status"] in ("ok", "skipped") and previous["recipe"] == recipe:
-                    rows = [{**previous, "status": "skipped", "reason": "up to date"}]
-                else:  # written, but the run was killed before its manifest row: the row from the file
-                    rows = [_row(row, load(target), target, item, evaluate, "ok")]
-            else:
-                pending.append((item, target, row, load_mesh(item.source, name=f"'{item.source}'", warn=False)))
-                rows = _fit_stack(pending, config, dtype, device, seed, evaluate) if (
-                    len(pending) == stack or i == len(items) - 1) else []
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a collection
-            rows = [_failed(row, exc)]
-        if i == len(items) - 1 and pending:
-            rows += _fit_stack(pending, config, dtype, device, seed, evaluate)
+    failed = 0
+
+    def finish(rows):
+        nonlocal failed
         for r in rows:
             manifest.update(r)
-            done += 1
             failed += r["status"] == "failed"
             if r["status"] == "failed":
                 print(f"nis-fast fit-many: {r['path']}: {r['reason']}", file=sys.stderr)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(failed=failed)
-            yield manifest.rows[r["path"]]
+        return [manifest.rows[r["path"]] for r in rows]
+
+    jobs = []
+    for i, item in enumerate(items):
+        target = os.path.join(out, output_name(item))
+        row = {"path": item.name, "output": output_name(item), "recipe": recipe}
+        try:
+            with open(item.source, "rb") as f:
+                data = f.read()
+            row["source_sha256"] = hashlib.sha256(data).hexdigest()
+            if _up_to_date(target, row["source_sha256"], recipe):
+                previous = manifest.rows.get(item.name)
+                if previous and previous["status"] in ("ok", "skipped") and previous["recipe"] == recipe:
+                    yield from finish([{**previous, "status": "skipped", "reason": "up to date"}])
+                else:  # written, but the run was killed before its manifest row: the row from the file
+                    yield from finish([_row(row, load(target), target, evaluate, lambda: load_mesh(item.source))])
+                del data
+            else:
+                jobs.append(Job(item.source, data, row))
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a collection
+            yield from finish([_failed(row, exc)])
+        if len(jobs) == stack or (jobs and i == len(items) - 1):
+            runner.submit(jobs, settings)
+            jobs = []
+        for results in runner.finished(wait=i == len(items) - 1):
+            yield from finish(_write(out, results))
     if bar is not None:
         bar.close()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input of a stack, as the process that fits it gets it: the file's bytes, not its path (a Ray
+    worker may be another machine)."""
+    source: str  # the input's path, for messages and its format (the suffix)
+    data: bytes
+    row: dict  # its manifest row so far: path, output, recipe, source_sha256
+
+
+def fit_stack(jobs: list[Job], config: dict, dtype: str, device: str, seed: int, evaluate: bool) -> list[tuple]:
+    """Fit a stack of meshes (together through fit_many when there are several, one at a time if that fails,
+    so that one bad shape fails alone): per job, its manifest row and its .nis file's bytes (None when it
+    failed). Runs in this process or as a Ray task."""
+    config = FitConfig(**config)
+    results = [None] * len(jobs)
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = []
+        for k, job in enumerate(jobs):
+            path = os.path.join(tmp, f"{k}{os.path.splitext(job.source)[1].lower()}")
+            _write_bytes(path, job.data)
+            try:
+                loaded.append((k, load_mesh(path, name=f"'{job.source}'", warn=False)))
+            except Exception as exc:  # noqa: BLE001
+                results[k] = (_failed(job.row, exc), None)
+        shapes = None
+        if len(loaded) > 1:
+            try:
+                shapes = fit_many([m for _, m in loaded], config, device=device, seed=[seed] * len(loaded),
+                                  progress=False)
+            except Exception:  # noqa: BLE001 - refit one by one below, to isolate the failing shape
+                shapes = None
+        for i, (k, mesh) in enumerate(loaded):
+            try:
+                shape = shapes[i] if shapes else fit(mesh, config, device=device, seed=seed, progress=False)
+                shape.metadata["source"]["file_sha256"] = jobs[k].row["source_sha256"]  # what resuming compares
+                shape.metadata["recipe"]["id"] = jobs[k].row["recipe"]
+                target = os.path.join(tmp, f"{k}.nis")
+                shape.save(target, dtype=dtype)
+                row = _row(jobs[k].row, shape, target, evaluate, lambda: mesh)
+                with open(target, "rb") as f:
+                    results[k] = (row, f.read())
+            except Exception as exc:  # noqa: BLE001
+                results[k] = (_failed(jobs[k].row, exc), None)
+    return results
+
+
+def _write(out: str, results: list[tuple]) -> list[dict]:
+    """Each fitted job's .nis written atomically into OUT; the rows (failed where the write failed)."""
+    rows = []
+    for row, data in results:
+        if data is not None:
+            target = os.path.join(out, row["output"])
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                atomic_write(target, lambda tmp, data=data: _write_bytes(tmp, data))
+            except OSError as exc:
+                row = _failed(row, exc)
+        rows.append(row)
+    return rows
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+class _LocalStacks:
+    """Stacks fitted here, one after another, as they are submitted."""
+
+    def __init__(self, device):
+        self.device, self.done = str(device), []
+
+    def submit(self, jobs, settings):
+        self.done.append(fit_stack(jobs, *settings))
+
+    def finished(self, wait: bool):
+        done, self.done = self.done, []
+        return done
+
+
+class _RayStacks:
+    """Stacks fitted by Ray tasks (one a stack; a GPU each where the cluster has GPUs), collected as they end."""
+
+    def __init__(self, address: str, device):
+        try:
+            import ray
+        except ImportError as exc:
+            raise ValueError("fit-many --ray needs Ray: pip install 'nis_fast[ray]'") from exc
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=None if address == "local" else address, log_to_driver=False,
+                     include_dashboard=False)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.device = str(device) if device is not None else ("cuda" if gpus else "cpu")
+        self.task = ray.remote(num_gpus=1 if self.device.startswith("cuda") else 0)(fit_stack)
+        self.running = {}  # Ray object ref -> the stack's jobs
+
+    def submit(self, jobs, settings):
+        self.running[self.task.remote(jobs, *settings)] = jobs
+
+    def finished(self, wait: bool):
+        ready = list(self.running) if wait else self.ray.wait(list(self.running), num_returns=len(self.running),
+                                                              timeout=0)[0]
+        done = []
+        for ref in ready:
+            jobs = self.running.pop(ref)
+            try:
+                done.append(self.ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a worker that died fails its stack, not the run
+                done.append([(_failed(job.row, exc), None) for job in jobs])
+        return done
 
 
 def _failed(row: dict, exc: BaseException) -> dict:
@@ -232,39 +342,14 @@ def _failed(row: dict, exc: BaseException) -> dict:
     return {**row, "status": "failed", "reason": reason}
 
 
-def _fit_stack(pending: list, config, dtype, device, seed, evaluate) -> list[dict]:
-    """Fit the stacked inputs (together through fit_many when there are several; one at a time if that
-    fails, so that one bad shape fails alone), save and evaluate each; empties `pending`."""
-    stacked, pending[:] = list(pending), []
-    meshes = [mesh for _, _, _, mesh in stacked]
-    try:
-        shapes = fit_many(meshes, config, device=device, seed=[seed] * len(meshes), progress=False) if len(
-            meshes) > 1 else None
-    except Exception:  # noqa: BLE001 - refit one by one below, to isolate the failing shape
-        shapes = None
-    rows = []
-    for k, (item, target, row, mesh) in enumerate(stacked):
-        try:
-            shape = shapes[k] if shapes else fit(mesh, config, device=device, seed=seed, progress=False)
-            shape.metadata["source"]["file_sha256"] = row["source_sha256"]  # what resuming compares
-            shape.metadata["recipe"]["id"] = row["recipe"]
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shape.save(target, dtype=dtype)
-            rows.append(_row(row, shape, target, item, evaluate, "ok", mesh))
-        except Exception as exc:  # noqa: BLE001
-            rows.append(_failed(row, exc))
-    return rows
-
-
-def _row(row: dict, shape, target: str, item: Input, evaluate: bool, status: str, mesh=None) -> dict:
-    recipe_meta = shape.metadata.get("recipe", {})
-    seconds = recipe_meta.get("seconds", {})
-    row = {**row, "status": status, "reason": "", "faces": shape.metadata.get("source", {}).get("faces"),
+def _row(row: dict, shape, target: str, evaluate: bool, mesh) -> dict:
+    """An ok manifest row for the shape written at target; mesh() gives the source mesh for the metrics."""
+    seconds = shape.metadata.get("recipe", {}).get("seconds", {})
+    row = {**row, "status": "ok", "reason": "", "faces": shape.metadata.get("source", {}).get("faces"),
            "sampling_s": seconds.get("sampling"), "training_s": seconds.get("training"),
            "bytes": os.path.getsize(target)}
     if evaluate:
-        mesh = mesh or load_mesh(item.source, warn=False)
-        found = metrics.evaluate(load(target), mesh)  # the file as written (int8 rounding included)
+        found = metrics.evaluate(load(target), mesh())  # the file as written (int8 rounding included)
         row.update({k: found[k] for k in METRICS})
     return row
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 import trimesh
 
 import nis_fast as nf
@@ -139,3 +140,20 @@ def test_a_killed_run_started_again_does_each_input_once(tmp_path):
     assert files == ["manifest.csv"] + [f"s{i}.nis" for i in range(6)]
     for i in range(6):
         nf.load(tmp_path / "out" / f"s{i}.nis")
+
+
+def test_a_local_ray_cluster_writes_the_same_outputs(tmp_path):
+    """--ray local: the stacks run as Ray tasks (other processes), this process writes outputs and manifest;
+    the weights are the same bits as a run without Ray (fits do not depend on the thread count)."""
+    ray = pytest.importorskip("ray")
+    make_tree(tmp_path / "in")
+    here = {r["path"]: r for r in run([tmp_path / "in"], tmp_path / "here")}
+    try:
+        there = {r["path"]: r for r in run([tmp_path / "in"], tmp_path / "ray", ray="local", stack=2)}
+    finally:
+        ray.shutdown()
+    assert {k: r["status"] for k, r in there.items()} == {k: r["status"] for k, r in here.items()}
+    assert "MeshError" in there["a/broken.obj"]["reason"]
+    for name in ("box.nis", "a/ball.nis", "a/b/can.nis"):
+        assert torch.equal(nf.load(tmp_path / "ray" / name).params, nf.load(tmp_path / "here" / name).params)
+    assert set(manifest(tmp_path / "ray")) == set(here)
