@@ -116,7 +116,7 @@ def network_points(mesh: Mesh, config: nf.FitConfig, quantize_epochs: int, resol
         for dtype in NETWORK_DTYPES:
             shape = nf.NeuralSDF(aware if dtype == "int8" else params[0], mesh.transform)
             path = os.path.join(folder, f"shape_{dtype}.nis")
-            shape.save(path, dtype=dtype)
+            shape.save(path, dtype=dtype, compact=True)  # what a size-bound user ships (nis-fast compress)
             vertices, faces = shape_mesh_unit(nf.load(path), resolution)
             out.append((dtype, os.path.getsize(path), Mesh(vertices, faces, IDENTITY, "nis")))
     return out, sdf

@@ -112,6 +112,29 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def compress_dtype(budget: int) -> str:
+    """The most precise weight dtype whose .nis file (compact) fits in `budget` bytes; ValueError if none does."""
+    for dtype in io.DTYPES:  # float32, float16, int8: most precise first
+        if io.nis_size_bound(dtype) <= budget:
+            return dtype
+    raise ValueError(f"--bytes {budget}: the smallest .nis file is {io.nis_size_bound(io.DTYPES[-1])} bytes "
+                     f"(int8 weights)")
+
+
+def cmd_compress(args) -> int:
+    if args.dtype or args.fp16:
+        raise ValueError("compress picks the weights' dtype from --bytes; leave out --dtype and --fp16")
+    args.dtype = compress_dtype(args.bytes)
+    io.check_target(args.out, args.dtype)
+    if not args.out.lower().endswith(".nis"):
+        raise ValueError(f"{args.out}: compress writes .nis files")
+    shape = fit(args.mesh, config=_config(args), device=args.device, seed=args.seed)
+    shape.save(args.out, dtype=args.dtype, compact=True)
+    print(f"{args.mesh} -> {args.out}: {args.dtype} weights, {os.path.getsize(args.out)} bytes "
+          f"(budget {args.bytes})")
+    return 0
+
+
 def cmd_fit_many(args) -> int:
     """Exit status 0 when every input is fitted (or up to date), 1 when any failed (each one line on
     stderr), 2 for usage errors (main)."""
@@ -263,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("fit", cmd_fit, "fit one mesh and write a .nis (or Keras .h5)")
     p.add_argument("mesh")
     p.add_argument("-o", "--out", required=True, help="output .nis or .h5")
+    _fit_options(p)
+
+    p = command("compress", cmd_compress, "fit a mesh into a .nis of at most --bytes bytes",
+                "Fit the mesh and write the most precise weights that fit the budget: float32 (~31 kB), float16 "
+                "(~16 kB) or int8 with a quantization-aware fit (~9 kB), without optional metadata. A budget "
+                "below the int8 file is an error.")
+    p.add_argument("mesh")
+    p.add_argument("--bytes", type=int, required=True, help="the largest file size allowed")
+    p.add_argument("-o", "--out", required=True, help="output .nis")
     _fit_options(p)
 
     p = command("fit-many", cmd_fit_many, "fit a collection: mesh files, folders, @lists; resumable, with a manifest",

@@ -90,6 +90,24 @@ def _checksum(doc_text: str, tensor_bytes: bytes) -> str:
 def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict | None = None, dtype="float32"):
     """Write a .nis file atomically. dtype: "float32" (exact), "float16" (half the size) or "int8"
     (about a quarter: weights quantized per output unit, core.quantize)."""
+    blob = nis_bytes(params, transform, metadata, dtype)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(blob)
+
+    atomic_write(path, write)
+
+
+def nis_size_bound(dtype: str) -> int:
+    """The most bytes a .nis file of this dtype without optional metadata takes (the transform's numbers at
+    their longest JSON spelling): a budget at least this large holds any shape."""
+    longest = Normalization(np.full(3, -1.2345678901234567e-300), 1.2345678901234567e-300)
+    return len(nis_bytes(np.zeros(layout.N_PARAMS, np.float32), longest, None, dtype))
+
+
+def nis_bytes(params, transform: Normalization = IDENTITY, metadata: dict | None = None, dtype="float32") -> bytes:
+    """The bytes of a .nis file (what save_nis writes)."""
     from safetensors.numpy import save
 
     if dtype not in DTYPES:
@@ -112,13 +130,7 @@ def save_nis(path, params, transform: Normalization = IDENTITY, metadata: dict |
     # The checksum covers the tensor data as safetensors lays it out (it orders the tensors itself):
     # laid out once to hash it, then written with it.
     header_len = int.from_bytes(blob[:8], "little")
-    blob = save(tensors, metadata={"nis": doc_text, "nis_checksum": _checksum(doc_text, blob[8 + header_len:])})
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(blob)
-
-    atomic_write(path, write)
+    return save(tensors, metadata={"nis": doc_text, "nis_checksum": _checksum(doc_text, blob[8 + header_len:])})
 
 
 def read_nis(path):

@@ -78,11 +78,12 @@ class NeuralSDF:
         d = d.reshape(batch_shape)
         return d.detach().cpu().numpy() if as_numpy else d.to(points.device)
 
-    def save(self, path, dtype: str = "float32"):
+    def save(self, path, dtype: str = "float32", compact: bool = False):
         """Write .nis (dtype float32, float16 or int8) or Keras .h5 (float32), chosen by the extension; atomic.
         int8 rounds the weights (nis_fast.core.quantize); fit with FitConfig(quantize_epochs=...) first for
-        weights that lose nothing to it."""
-        io.save(path, self.params, self.transform, self.metadata, dtype=dtype)
+        weights that lose nothing to it. compact: leave out the optional metadata (recipe, source, metrics,
+        notes: ~0.8 kB), for files counted in bytes."""
+        io.save(path, self.params, self.transform, {} if compact else self.metadata, dtype=dtype)
 
     def render(self, width: int = 512, height: int = 512, camera=None, **opts) -> np.ndarray:
         """(height, width, 3) uint8 image by sphere tracing, in the unit frame (nis_fast.decode.render)."""

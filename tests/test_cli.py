@@ -192,3 +192,35 @@ def test_int8_files_from_fit_and_convert(capsys, tmp_path):
     assert torch.equal(nf.load(tmp_path / "q2.nis").params, nf.load(q).params)  # on the grid already: unchanged
     assert main(["convert", str(q), str(tmp_path / "q.h5"), "--dtype", "int8"]) == 2  # Keras files hold float32
     assert "float32 weights only" in capsys.readouterr().err
+
+
+def test_compress_picks_the_most_precise_dtype_that_fits(tmp_path, capsys):
+    from nis_fast import io
+    from nis_fast.cli import compress_dtype
+
+    bounds = {d: io.nis_size_bound(d) for d in io.DTYPES}
+    assert bounds["float32"] > bounds["float16"] > bounds["int8"]
+    assert compress_dtype(bounds["float32"]) == "float32" and compress_dtype(bounds["float32"] - 1) == "float16"
+    assert compress_dtype(bounds["int8"]) == "int8"
+    with pytest.raises(ValueError, match="smallest"):
+        compress_dtype(bounds["int8"] - 1)
+    out = tmp_path / "c.nis"
+    assert main(["compress", example_mesh_path(), "--bytes", "12000", "-o", str(out), *TINY]) == 0
+    assert os.path.getsize(out) <= bounds["int8"] <= 12000
+    shape = nf.load(out)
+    assert shape.metadata["dtype"] == "int8" and "recipe" not in shape.metadata
+    assert main(["compress", example_mesh_path(), "--bytes", "5000", "-o", str(tmp_path / "d.nis"), *TINY]) == 2
+    assert "smallest" in capsys.readouterr().err and not (tmp_path / "d.nis").exists()
+
+
+def test_size_bound_holds_for_any_transform(tmp_path):
+    from nis_fast import io
+    from nis_fast.core.normalization import Normalization
+
+    rng = np.random.default_rng(0)
+    for dtype in io.DTYPES:
+        for scale in (1e-300, 3.3e-7, 1.0, 123456.789, 1e300):
+            center = rng.normal(size=3) * scale
+            shape = nf.NeuralSDF(rng.normal(0, 0.2, 7553).astype(np.float32), Normalization(center, 1 / scale))
+            shape.save(tmp_path / "s.nis", dtype=dtype, compact=True)
+            assert os.path.getsize(tmp_path / "s.nis") <= io.nis_size_bound(dtype)
