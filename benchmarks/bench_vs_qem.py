@@ -6,12 +6,16 @@ quantization-aware epochs for its int8 file) and written as .nis in float32, flo
 its bytes the file's size. The peers, each at every budget of --budgets (bytes):
 - QEM raw: decimated by quadric error metrics (fast-simplification), float32 vertices + int32 faces;
 - QEM + Draco: decimated to the most faces whose Draco encoding (DracoPy, 11- and 14-bit positions) fits;
-- SDF grid: the exact signed distance on the largest float16 grid over [-1, 1]^3 that fits, read back by
-  marching cubes (what engines ship as mesh distance fields, compared here on the surface it gives).
+- SDF grid: the exact signed distance on the largest grid over [-1, 1]^3 that fits, float16 (2 bytes a node) or
+  8-bit (1 byte a node, one scale a grid: max |d| / 127), read back by marching cubes (what engines ship as mesh
+  distance fields).
 A peer never takes more than the mesh itself (a mesh smaller than a budget is its own point there).
-Every surface is compared with the original in the unit frame: Chamfer-L1 and Hausdorff from --samples surface
-points a side (exact point-to-triangle distances). Writes the table, JSON and a log-log plot per mesh plus the
-median (--plot), and says at which budgets the network beats each peer.
+Every surface is compared with the original in the unit frame: Chamfer-L1, Hausdorff and normal consistency from
+--samples surface points a side (exact point-to-triangle distances, metrics.compare_surfaces). The networks and
+the grids are also compared as distance fields (the SDF table): L1 against the exact distance on a 64^3 grid of
+cell centres and at 100k near-surface importance samples, and the share of those samples with the right sign
+(the grids read by trilinear interpolation). Writes the tables, JSON and a log-log plot per mesh plus the median
+(--plot), and says at which budgets the network beats each peer.
 
     python benchmarks/bench_vs_qem.py [--meshes spot.obj ...] [--budgets 4000 8000 ...] [--plot out.png] [--quick]
 """
@@ -30,7 +34,8 @@ import nis_fast as nf
 from nis_fast.core.normalization import IDENTITY
 from nis_fast.decode import marching_cubes
 from nis_fast.mesh import Mesh
-from nis_fast.metrics import shape_mesh_unit, surface_distance
+from nis_fast import metrics
+from nis_fast.metrics import compare_surfaces, shape_mesh_unit
 
 BUDGETS = [4_000, 8_000, 15_000, 30_000, 60_000]
 DRACO_BITS = (11, 14)
@@ -84,22 +89,58 @@ def largest_fitting(mesh: Mesh, budget: int, size_of) -> Mesh | None:
     return best
 
 
-def grid_surface(sdf: nf.MeshSDF, budget: int) -> tuple[Mesh, int] | None:
-    """Marching cubes of the largest float16 distance grid over [-1, 1]^3 that fits (2 bytes a node);
-    None where it is too coarse to hold any of the surface."""
-    resolution = int(round((budget / 2) ** (1 / 3)))
-    while resolution ** 3 * 2 > budget:
+GRID_FORMATS = {"float16": 2, "8-bit": 1}  # bytes a node
+
+
+class GridSDF:
+    """A distance grid over [-1, 1]^3 as the metrics read a shape: trilinear interpolation of its nodes."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, values: np.ndarray):
+        self.volume = torch.from_numpy(values.astype(np.float32))[None, None]  # [1, 1, x, y, z]
+
+    def sdf(self, points, space="unit"):
+        x = torch.as_tensor(points, dtype=torch.float32)
+        # grid_sample's last coordinate indexes the volume's first axis
+        at = x[:, [2, 1, 0]].reshape(1, -1, 1, 1, 3)
+        return torch.nn.functional.grid_sample(self.volume, at, mode="bilinear", padding_mode="border",
+                                               align_corners=True).reshape(-1)
+
+
+def distance_grid(sdf: nf.MeshSDF, budget: int, fmt: str) -> tuple[np.ndarray, int] | None:
+    """The node values of the largest grid of this format that fits in the budget, as a reader decodes them
+    (float16, or 8-bit codes times one scale), and its bytes; None below 4 nodes a side."""
+    per_node = GRID_FORMATS[fmt]
+    resolution = int(round((budget / per_node) ** (1 / 3)))
+    while resolution ** 3 * per_node > budget:
         resolution -= 1
     if resolution < 4:
         return None
     axis = np.linspace(-1.0, 1.0, resolution)
     nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    values = np.asarray(sdf.sdf(nodes), np.float32).astype(np.float16).astype(np.float32)
-    vertices, faces = marching_cubes(values.reshape((resolution,) * 3), 0.0)
-    if len(faces) == 0:  # the shape is thinner than the grid's cells: no surface to compare
+    exact = np.asarray(sdf.sdf(nodes), np.float32).reshape((resolution,) * 3)
+    if fmt == "float16":
+        return exact.astype(np.float16).astype(np.float32), resolution ** 3 * 2
+    scale = float(np.abs(exact).max()) / 127  # stored beside the codes: 4 bytes, not counted
+    return np.round(exact / scale).clip(-127, 127) * scale, resolution ** 3
+
+
+def grid_surface(values: np.ndarray) -> Mesh | None:
+    """Marching cubes of a grid's values; None where the shape is thinner than its cells (no surface)."""
+    vertices, faces = marching_cubes(values, 0.0)
+    if len(faces) == 0:
         return None
-    unit = vertices.astype(np.float64) * (2.0 / (resolution - 1)) - 1.0
-    return Mesh(unit, faces.astype(np.int32), IDENTITY, "grid"), resolution ** 3 * 2
+    unit = vertices.astype(np.float64) * (2.0 / (values.shape[0] - 1)) - 1.0
+    return Mesh(unit, faces.astype(np.int32), IDENTITY, "grid")
+
+
+def sdf_row(name, method, nbytes, shape, mesh, sdf) -> dict:
+    """The distance-field comparison of a network or a grid with the exact distance (unit frame)."""
+    return {"mesh": name, "method": method, "bytes": nbytes,
+            "grid_l1": metrics.grid_l1(shape, mesh, resolution=64, sdf_fn=sdf.sdf),
+            "near_l1": metrics.importance_l1(shape, mesh, sdf_fn=sdf.sdf),
+            "sign_agreement": metrics.sign_agreement(shape, mesh, sdf_fn=sdf.sdf)}
 
 
 def network_points(mesh: Mesh, config: nf.FitConfig, quantize_epochs: int, resolution: int, seed: int):
@@ -117,8 +158,9 @@ def network_points(mesh: Mesh, config: nf.FitConfig, quantize_epochs: int, resol
             shape = nf.NeuralSDF(aware if dtype == "int8" else params[0], mesh.transform)
             path = os.path.join(folder, f"shape_{dtype}.nis")
             shape.save(path, dtype=dtype, compact=True)  # what a size-bound user ships (nis-fast compress)
-            vertices, faces = shape_mesh_unit(nf.load(path), resolution)
-            out.append((dtype, os.path.getsize(path), Mesh(vertices, faces, IDENTITY, "nis")))
+            stored = nf.load(path)
+            vertices, faces = shape_mesh_unit(stored, resolution)
+            out.append((dtype, os.path.getsize(path), Mesh(vertices, faces, IDENTITY, "nis"), stored))
     return out, sdf
 
 
@@ -225,20 +267,20 @@ def main():
         names, args.budgets, args.recipe, args.resolution, args.samples = names[:1], [8_000, 30_000], "quick", 128, 20_000
     torch.set_num_threads(1)
     config = getattr(nf.FitConfig, args.recipe)()
-    rows = []
+    rows, sdf_rows = [], []
     for name in names:
         mesh = nf.load_mesh(SHARED / "meshes" / name, warn=False)
         full = Mesh(mesh.unit_vertices, mesh.faces, IDENTITY, "original")
         points, sdf = network_points(mesh, config, args.quantize_epochs, args.resolution, args.seed)
 
         def add(method, budget, nbytes, surface):
-            chamfer, hausdorff = surface_distance(mesh, surface, args.samples)
             rows.append({"mesh": name, "faces": len(mesh.faces), "method": method, "budget": budget, "bytes": nbytes,
-                         "chamfer": chamfer, "hausdorff": hausdorff})
+                         **compare_surfaces(mesh, surface, args.samples)})
             print(rows[-1], flush=True)
 
-        for dtype, nbytes, surface in points:
+        for dtype, nbytes, surface, stored in points:
             add(f"network {dtype}", nbytes, nbytes, surface)
+            sdf_rows.append(sdf_row(name, f"network {dtype}", nbytes, stored, mesh, sdf))
         for budget in args.budgets:
             decimated = largest_fitting(full, budget, raw_bytes)
             if decimated is not None:
@@ -247,10 +289,20 @@ def main():
                 decimated = largest_fitting(full, budget, lambda m: draco_bytes(m, bits))
                 if decimated is not None:
                     add(f"QEM + Draco {bits}-bit", budget, draco_bytes(decimated, bits), draco_decoded(decimated, bits))
-            grid = grid_surface(sdf, budget)
-            if grid is not None:
-                add("SDF grid float16", budget, grid[1], grid[0])
-    report("bench_vs_qem", ["mesh", "faces", "method", "budget", "bytes", "chamfer", "hausdorff"], rows, out=args.out,
+            for fmt in GRID_FORMATS:
+                grid = distance_grid(sdf, budget, fmt)
+                if grid is None:
+                    continue
+                sdf_rows.append(sdf_row(name, f"SDF grid {fmt}", grid[1], GridSDF(grid[0]), mesh, sdf))
+                surface = grid_surface(grid[0])
+                if surface is not None:
+                    add(f"SDF grid {fmt}", budget, grid[1], surface)
+    report("bench_vs_qem_sdf", ["mesh", "method", "bytes", "grid_l1", "near_l1", "sign_agreement"], sdf_rows,
+           out=None if args.out is None else args.out.replace(".json", "_sdf.json"),
+           notes=["distance fields against the exact distance, unit frame: L1 on a 64^3 grid of cell centres, L1 "
+                  "and the share of right signs at 100k near-surface importance samples (beta 60)"])
+    report("bench_vs_qem", ["mesh", "faces", "method", "budget", "bytes", "chamfer", "hausdorff",
+                            "normal_consistency"], rows, out=args.out,
            notes=[f"network: recipe {args.recipe}, seed {args.seed}, int8 after {args.quantize_epochs} "
                   "quantization-aware epochs; bytes: the .nis file / the encoded mesh / the grid's values",
                   f"Chamfer-L1 and Hausdorff from {args.samples:,} surface samples a side, unit frame (radius 0.9)"])

@@ -73,18 +73,32 @@ def chamfer_hausdorff(shape, mesh, n: int = 100_000, resolution: int = 128, seed
     vertices, faces = shape_mesh_unit(shape, resolution)
     if len(faces) == 0:
         return float("inf"), float("inf")
-    return surface_distance(_mesh(mesh), Mesh(vertices, faces, IDENTITY, "<decoded>"), n, seed)
+    found = compare_surfaces(_mesh(mesh), Mesh(vertices, faces, IDENTITY, "<decoded>"), n, seed)
+    return found["chamfer"], found["hausdorff"]
 
 
-def surface_distance(reference: Mesh, other: Mesh, n: int = 100_000, seed: int = 0) -> tuple[float, float]:
-    """(Chamfer, Hausdorff) between two meshes in the reference's unit frame: `other` is given in
-    that frame already (its own transform is ignored). Exact point-to-triangle distances both ways."""
+def compare_surfaces(reference: Mesh, other: Mesh, n: int = 100_000, seed: int = 0) -> dict:
+    """Chamfer (sum of the mean distances both ways), Hausdorff (the largest) and normal consistency (mean
+    |cos| between the face normals at each sample and at its closest point on the other surface, both ways)
+    between two meshes in the reference's unit frame: `other` is given in that frame already (its own
+    transform is ignored). Exact point-to-triangle distances, n samples a side."""
     other = Mesh(other.vertices, other.faces, IDENTITY, other.name)
-    a = surface_samples(reference, n, seed)
-    b = surface_samples(other, n, seed + 1, space="world")
-    a_to_b = np.asarray(MeshSDF(other, float64=True).closest(a)[0])
-    b_to_a = np.asarray(MeshSDF(reference, space="unit", float64=True).closest(b)[0])
-    return float(a_to_b.mean() + b_to_a.mean()), float(max(a_to_b.max(), b_to_a.max()))
+    a, a_faces = surface_samples(reference, n, seed, return_faces=True)
+    b, b_faces = surface_samples(other, n, seed + 1, space="world", return_faces=True)
+    a_to_b, _, a_hits = MeshSDF(other, float64=True).closest(a)
+    b_to_a, _, b_hits = MeshSDF(reference, space="unit", float64=True).closest(b)
+
+    def normals(vertices, faces):
+        tri = vertices[faces]
+        nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        return nrm / np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-300)
+
+    ref_n, other_n = normals(reference.unit_vertices, reference.faces), normals(other.vertices, other.faces)
+    cos_a = np.abs(np.einsum("ij,ij->i", ref_n[a_faces], other_n[np.asarray(a_hits)]))
+    cos_b = np.abs(np.einsum("ij,ij->i", other_n[b_faces], ref_n[np.asarray(b_hits)]))
+    a_to_b, b_to_a = np.asarray(a_to_b), np.asarray(b_to_a)
+    return {"chamfer": float(a_to_b.mean() + b_to_a.mean()), "hausdorff": float(max(a_to_b.max(), b_to_a.max())),
+            "normal_consistency": float(0.5 * (cos_a.mean() + cos_b.mean()))}
 
 
 def shape_mesh_unit(shape, resolution: int):
@@ -106,6 +120,17 @@ def normal_consistency(shape, mesh, n: int = 100_000, seed: int = 0) -> float:
     cos = np.einsum("ij,ij->i", normals, grad) / np.maximum(
         np.linalg.norm(normals, axis=1) * np.linalg.norm(grad, axis=1), 1e-300)
     return float(np.abs(cos).mean())
+
+
+def sign_agreement(shape, mesh, n: int = 100_000, pool_size: int = 1_000_000, beta: float = 60.0,
+                   seed: int = 12345, sdf_fn=None) -> float:
+    """The share of n fresh importance samples (near the surface, as importance_l1 draws them) where the shape
+    and the exact distance have the same sign."""
+    sdf_fn = sdf_fn or _exact_sdf(_mesh(mesh))
+    points, d = importance_samples(sdf_fn, n, pool_size, beta, seed)
+    with torch.no_grad():
+        f = _unit_sdf(shape, points)
+    return float(((f < 0) == (torch.as_tensor(d) < 0)).double().mean())
 
 
 def iou(shape, mesh, n: int = 1_000_000, seed: int = 0) -> float:

@@ -97,8 +97,9 @@ def importance_samples(sdf_fn, n_samples: int = 1_000_000, pool_size: int = 10_0
     return torch.cat(points)[order], torch.cat(picked)[order]
 
 
-def surface_samples(mesh, n: int, seed: int = 0, space: str = "unit") -> np.ndarray:
-    """(n, 3) float64 points uniform on the surface (area-weighted triangle, uniform barycentric).
+def surface_samples(mesh, n: int, seed: int = 0, space: str = "unit", return_faces: bool = False):
+    """(n, 3) float64 points uniform on the surface (area-weighted triangle, uniform barycentric), and with
+    return_faces the face each lies on.
 
     mesh: anything load_mesh takes. space: "unit" (normalised frame) or "world".
     """
@@ -113,4 +114,5 @@ def surface_samples(mesh, n: int, seed: int = 0, space: str = "unit") -> np.ndar
     r1, r2 = rng.random(n), rng.random(n)
     s = np.sqrt(r1)  # uniform on the triangle: (1 - s, s (1 - r2), s r2)
     t = tri[face]
-    return ((1 - s)[:, None] * t[:, 0] + (s * (1 - r2))[:, None] * t[:, 1] + (s * r2)[:, None] * t[:, 2])
+    points = (1 - s)[:, None] * t[:, 0] + (s * (1 - r2))[:, None] * t[:, 1] + (s * r2)[:, None] * t[:, 2]
+    return (points, face) if return_faces else points
