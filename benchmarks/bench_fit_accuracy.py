@@ -76,9 +76,17 @@ def main():
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="one fit per mesh and seed")
     p.add_argument("--trainer", choices=("auto", "torch"), default="auto", help="FitConfig.trainer")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="FitConfig fields over the recipe's, e.g. --set epochs=60 lr=0.002 (a recipe under study)")
     args = p.parse_args()
     recipe = args.recipe or ("quick" if args.quick else "fast")
     config = RECIPES[recipe]()
+    for item in args.set:
+        field, _, value = item.partition("=")
+        kind = type(getattr(config, field))
+        setattr(config, field, value if kind is str else kind(float(value)) if kind is int else kind(value))
+    if args.set:
+        recipe += " + " + " ".join(args.set)
     config.threads = args.threads
     config.trainer = args.trainer
     rows, timing_rows = [], []
