@@ -305,7 +305,8 @@ class _LocalStacks:
 
 
 class _RayStacks:
-    """Stacks fitted by Ray tasks (one a stack; a GPU each where the cluster has GPUs), collected as they end."""
+    """Stacks fitted by Ray tasks (one a stack; a GPU each where the cluster has GPUs), collected as they end.
+    At most two stacks a worker slot are in flight: their meshes' bytes wait in Ray's object store."""
 
     def __init__(self, address: str, device):
         try:
@@ -316,25 +317,31 @@ class _RayStacks:
         if not ray.is_initialized():
             ray.init(address=None if address == "local" else address, log_to_driver=False,
                      include_dashboard=False)
-        gpus = ray.cluster_resources().get("GPU", 0)
-        self.device = str(device) if device is not None else ("cuda" if gpus else "cpu")
-        self.task = ray.remote(num_gpus=1 if self.device.startswith("cuda") else 0)(fit_stack)
-        self.running = {}  # Ray object ref -> the stack's jobs
+        resources = ray.cluster_resources()
+        self.device = str(device) if device is not None else ("cuda" if resources.get("GPU", 0) else "cpu")
+        on_gpu = self.device.startswith("cuda")
+        self.task = ray.remote(num_gpus=1 if on_gpu else 0)(fit_stack)
+        self.limit = 2 * max(1, int(resources.get("GPU" if on_gpu else "CPU", 1)))
+        self.running, self.done = {}, []  # Ray object ref -> the stack's jobs; results not yet handed out
 
     def submit(self, jobs, settings):
+        while len(self.running) >= self.limit:
+            self._collect(self.ray.wait(list(self.running), num_returns=1)[0])
         self.running[self.task.remote(jobs, *settings)] = jobs
 
     def finished(self, wait: bool):
-        ready = list(self.running) if wait else self.ray.wait(list(self.running), num_returns=len(self.running),
-                                                              timeout=0)[0]
-        done = []
-        for ref in ready:
+        self._collect(list(self.running) if wait else
+                      self.ray.wait(list(self.running), num_returns=len(self.running), timeout=0)[0])
+        done, self.done = self.done, []
+        return done
+
+    def _collect(self, refs):
+        for ref in refs:
             jobs = self.running.pop(ref)
             try:
-                done.append(self.ray.get(ref))
+                self.done.append(self.ray.get(ref))
             except Exception as exc:  # noqa: BLE001 - a worker that died fails its stack, not the run
-                done.append([(_failed(job.row, exc), None) for job in jobs])
-        return done
+                self.done.append([(_failed(job.row, exc), None) for job in jobs])
 
 
 def _failed(row: dict, exc: BaseException) -> dict:
