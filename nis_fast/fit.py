@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .core.adam import adam_step_size
-from .core.layout import LAYER_SIZES, OFFSETS, glorot_uniform
+from .core.layout import glorot_uniform, is_bias
 from .core.normalization import IDENTITY
 from .core.precision import TRAINING_PRECISIONS, training_kernel_precision
 from .core.quantize import fake_quantize
@@ -212,9 +212,7 @@ class _Epochs:
     def biases_only(self):
         """From now on only the biases move: the weights' gradient and Adam moments are zeroed, so the
         weights stay where they are (on the int8 grid)."""
-        self.update_mask = torch.zeros(self.params.shape[-1], dtype=self.params.dtype, device=self.params.device)
-        for (_, fan_out), (_, b) in zip(LAYER_SIZES, OFFSETS):
-            self.update_mask[b:b + fan_out] = 1.0
+        self.update_mask = torch.from_numpy(is_bias()).to(device=self.params.device, dtype=self.params.dtype)
         self.m.mul_(self.update_mask)
         self.v.mul_(self.update_mask)
 

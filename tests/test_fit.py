@@ -323,9 +323,7 @@ def test_quantization_aware_epochs_end_on_the_int8_grid_and_beat_rounding(tmp_pa
     no_bias_epochs = plain.clone()
     fit_module.train(no_bias_epochs, points[None], targets[None], FitConfig(**{
         **config.to_dict(), "epochs": 0, "quantize_epochs": 2, "quantize_bias_epochs": 0}))
-    is_bias = torch.zeros(network.N_PARAMS, dtype=torch.bool)
-    for (_, fan_out), (_, b) in zip(network.LAYER_SIZES, network.OFFSETS):
-        is_bias[b:b + fan_out] = True
+    is_bias = torch.from_numpy(network.is_bias())
     assert torch.equal(tuned[0][~is_bias], no_bias_epochs[0][~is_bias])
     assert not torch.equal(tuned[0][is_bias], no_bias_epochs[0][is_bias])
     with pytest.raises(ValueError, match="epochs=0"):

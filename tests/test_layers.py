@@ -69,3 +69,12 @@ def test_the_native_network_layout_is_core_layout():
     assert native_layout == [(w, b, fan_in, fan_out) for (fan_in, fan_out), (w, b) in zip(LAYER_SIZES, OFFSETS)]
     w, b, fan_in, fan_out = native_layout[-1]
     assert b + fan_out == N_PARAMS
+
+
+def test_is_bias_marks_each_layers_biases_after_its_weights():
+    from nis_fast.core.layout import is_bias
+
+    mask = is_bias()
+    assert mask.sum() == 8 * 32 + 1  # one bias per unit
+    for (fan_in, fan_out), (w, b) in zip(LAYER_SIZES, OFFSETS):
+        assert not mask[w:w + fan_in * fan_out].any() and mask[b:b + fan_out].all()

@@ -65,9 +65,7 @@ def test_loss_params_and_update_mask():
     keeps the weights still while the biases move."""
     params, x, target = problem(500, 4)
     rounded = fake_quantize(params)
-    mask = torch.zeros(network.N_PARAMS)
-    for (_, fan_out), (_, b) in zip(network.LAYER_SIZES, network.OFFSETS):
-        mask[b:b + fan_out] = 1
+    mask = torch.from_numpy(network.is_bias()).float()
     before = params.clone()
     m, v = torch.zeros_like(params), torch.zeros_like(params)
     total = train_step_cpu(params, m, v, x, target, alpha=1e-3, loss_params=rounded, update_mask=mask, **HYPER)

@@ -53,6 +53,14 @@ def flatten(layers):
     return np.concatenate(parts)
 
 
+def is_bias() -> np.ndarray:
+    """[N_PARAMS] bool: True where the flat vector holds a bias."""
+    mask = np.zeros(N_PARAMS, dtype=bool)
+    for (_, fan_out), (_, b) in zip(LAYER_SIZES, OFFSETS):
+        mask[b:b + fan_out] = True
+    return mask
+
+
 def glorot_uniform(seed: int = 0, dtype=np.float32) -> np.ndarray:
     """Keras' default init: W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)); biases zero."""
     rng = np.random.default_rng(seed)
