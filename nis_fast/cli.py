@@ -206,7 +206,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Fit the bundled mesh (fast recipe: ~30 s on a 2-core CPU), save the .nis, render a PNG."""
+    """Fit the bundled mesh (fast recipe: ~10 s on a 2-core CPU), save the .nis, render a PNG."""
     path = args.mesh or example_mesh_path()
     os.makedirs(args.out, exist_ok=True)
     mesh = load_mesh(path)
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="a .nis or Keras .h5 weight file")
 
     p = command("demo", cmd_demo, "fit the bundled example mesh, save the .nis and render it",
-                "Fit the bundled torus-knot mesh (or --mesh) with the fast recipe (about 30 s on a 2-core CPU), "
+                "Fit the bundled torus-knot mesh (or --mesh) with the fast recipe (about 10 s on a 2-core CPU), "
                 "write shape.nis and shape.png.")
     p.add_argument("--mesh", help="use this mesh instead of the bundled example")
     p.add_argument("-o", "--out", default="nis_demo", help="output folder (default: ./nis_demo)")
